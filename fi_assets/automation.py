@@ -1,0 +1,94 @@
+"""Jobs, the sensor that turns new shard files into partitions, and the schedule that reruns stale work."""
+
+import os
+
+import dagster as dg
+
+from fi_assets.common import document_shards
+from fi_resources.resources import PipelineSettings, WarehouseResource
+from fi_resources.sources import INPUT_SUFFIXES, write_builtin_shards
+
+SHARD_ASSETS = [
+    "documents",
+    "document_descriptions",
+    "document_matches",
+    "instantiated_pairs",
+    "judged_pairs",
+]
+# The order in which the stages must run; `make demo` walks it, the UI can launch each job.
+STAGES: list[tuple[str, list[str], bool]] = [
+    ("template_bank", ["user_queries", "silver_templates", "genericizer", "query_templates"], False),
+    ("describe_shards", ["documents", "document_descriptions"], True),
+    ("retrieval", ["embedder_pairs", "retrieval_embedder", "template_index"], False),
+    ("match_shards", ["document_matches"], True),
+    ("distill_instantiator", ["silver_instantiations", "instantiator"], False),
+    ("generate_shards", ["instantiated_pairs", "judged_pairs"], True),
+    (
+        "pretraining",
+        ["training_corpus", "pretrained_checkpoint", "baseline_checkpoint", "pretraining_eval"],
+        False,
+    ),
+]
+
+jobs = [dg.define_asset_job(f"{name}_job", selection=assets) for name, assets, _ in STAGES]
+shard_job = dg.define_asset_job("shard_job", selection=SHARD_ASSETS, partitions_def=document_shards)
+jobs.append(shard_job)
+
+
+def shard_files(settings: PipelineSettings, warehouse: WarehouseResource) -> dict[str, float]:
+    """Shard key → file mtime for every readable file in the document inbox (seeded with Wikipedia if empty)."""
+    folder = settings.inbox("documents", warehouse.home)
+    if settings.builtin_shards and not any(p.suffix in INPUT_SUFFIXES for p in folder.iterdir()):
+        write_builtin_shards(folder, settings.builtin_shards, settings.docs_per_shard)
+    return {p.stem: p.stat().st_mtime for p in sorted(folder.iterdir()) if p.suffix in INPUT_SUFFIXES}
+
+
+def _downstream_ready(warehouse: WarehouseResource) -> bool:
+    wh = warehouse.get()
+    return all(wh.has_partition(a, None) for a in ("template_index", "instantiator", "retrieval_embedder"))
+
+
+@dg.sensor(job=shard_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+def new_shard_sensor(
+    context: dg.SensorEvaluationContext, settings: PipelineSettings, warehouse: WarehouseResource
+) -> dg.SensorResult:
+    """A new file in the document inbox becomes a partition and gets a run (the whole shard chain once the
+    template index and the instantiator exist, otherwise documents and descriptions)."""
+    files = shard_files(settings, warehouse)
+    known = set(context.instance.get_dynamic_partitions(document_shards.name))
+    new = [k for k in files if k not in known]
+    if not new:
+        return dg.SensorResult(skip_reason="no new shard files")
+    selection = SHARD_ASSETS if _downstream_ready(warehouse) else SHARD_ASSETS[:2]
+    return dg.SensorResult(
+        dynamic_partitions_requests=[document_shards.build_add_request(new)],
+        run_requests=[
+            dg.RunRequest(partition_key=k, asset_selection=[dg.AssetKey(a) for a in selection]) for k in new
+        ],
+    )
+
+
+@dg.schedule(job=shard_job, cron_schedule="0 * * * *", default_status=dg.DefaultScheduleStatus.STOPPED)
+def stale_shard_schedule(
+    context: dg.ScheduleEvaluationContext, settings: PipelineSettings, warehouse: WarehouseResource
+) -> list[dg.RunRequest] | dg.SkipReason:
+    """Hourly: rerun each shard whose file changed since its documents were materialized, or whose chain
+    never finished (a crash mid-run leaves the finished partitions and reruns only the rest)."""
+    files = shard_files(settings, warehouse)
+    wh = warehouse.get()
+    ready = _downstream_ready(warehouse)
+    requests = []
+    for shard, mtime in files.items():
+        docs_path = wh.partition_path("documents", shard)
+        changed = not docs_path.exists() or os.path.getmtime(docs_path) < mtime
+        unfinished = ready and not wh.has_partition("judged_pairs", shard)
+        if changed or unfinished:
+            selection = SHARD_ASSETS if ready else SHARD_ASSETS[:2]
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"{shard}:{mtime}:{context.scheduled_execution_time}",
+                    partition_key=shard,
+                    asset_selection=[dg.AssetKey(a) for a in selection],
+                )
+            )
+    return requests or dg.SkipReason("every shard is up to date")

@@ -1,0 +1,226 @@
+"""Stage 3–4: silver instantiations → distilled instantiator → expanded pairs → judged pairs."""
+
+import json
+from collections import Counter
+
+import dagster as dg
+import pandas as pd
+
+from fi_assets.common import (
+    LM_POOL,
+    counts_md,
+    document_shards,
+    md_sample,
+    progress_logger,
+    text_logger,
+)
+from fi_resources.logic.excerpts import ExcerptError, expand_excerpts
+from fi_resources.logic.parsing import OutputError, format_instantiator_target, parse_instantiator_output
+from fi_resources.logic.prompts import PROMPT_VERSION, instantiator_prompt
+from fi_resources.logic.rubric import rubric_reason
+from fi_resources.resources import ModelsResource, PipelineSettings, WarehouseResource
+from fi_resources.teacher import incompatible_pairs
+from fi_resources.warehouse import Artifact
+
+GROUP = "generation"
+
+PAIR_COLUMNS = [
+    "pair_id", "doc_id", "shard", "template_id", "query_id", "template", "instruction", "answer_markup",
+    "answer", "excerpt_spans", "grounding_ratio", "status", "raw_output", "decoded_tokens", "model",
+    "prompt_version",
+]  # fmt: skip
+
+
+@dg.asset(group_name=GROUP, code_version="1", pool=LM_POOL, kinds={"duckdb"})
+def silver_instantiations(
+    document_matches: pd.DataFrame,
+    documents: pd.DataFrame,
+    models: ModelsResource,
+    settings: PipelineSettings,
+) -> dg.Output[pd.DataFrame]:
+    """Teacher instantiations of sampled matches, plus ~5 % deliberately incompatible pairs with target `null`."""
+    docs = documents.set_index("doc_id")
+    teacher = models.teacher_for(settings)
+    pool = document_matches.sample(
+        n=min(len(document_matches), 3 * settings.silver_instantiations), random_state=settings.seed
+    )
+    rows = []
+    for m in pool.itertuples():
+        if sum(r["reason"] == "ok" for r in rows) >= settings.silver_instantiations:
+            break
+        doc = docs.loc[m.doc_id]
+        out = teacher.instantiate(m.template, doc["title"], doc["text"])
+        target = (
+            format_instantiator_target(out.instruction, out.answer_markup) if out.reason == "ok" else None
+        )
+        rows.append(_silver_row(m.doc_id, m.template_id, m.template, doc["text"], target, out.reason, False))
+    templates = dict(zip(document_matches["template_id"], document_matches["template"], strict=False))
+    ok_pairs = [(r["template_id"], r["doc_id"]) for r in rows if r["reason"] == "ok"]
+    for template_id, doc_id in incompatible_pairs(ok_pairs, settings.incompatible_fraction, settings.seed):
+        tpl = templates[template_id]
+        rows.append(
+            _silver_row(doc_id, template_id, tpl, docs.at[doc_id, "text"], "null", "incompatible", True)
+        )
+    columns = ["doc_id", "template_id", "prompt", "target", "reason", "deliberately_incompatible", "teacher"]
+    df = pd.DataFrame(rows, columns=columns[:-1])
+    df["teacher"] = teacher.name
+    usable = df["target"].notna()
+    return dg.Output(
+        df,
+        metadata={
+            "rows": len(df),
+            "training_examples": int(usable.sum()),
+            "null_targets": int((df["target"] == "null").sum()),
+            "teacher_outcomes": counts_md(dict(Counter(df["reason"]))),
+            "sample": md_sample(df[usable], ["target"], width=240),
+        },
+    )
+
+
+def _silver_row(doc_id, template_id, template, text, target, reason, incompatible) -> dict:
+    return {
+        "doc_id": doc_id,
+        "template_id": template_id,
+        "prompt": instantiator_prompt(template, text),
+        "target": target,
+        "reason": reason,
+        "deliberately_incompatible": incompatible,
+    }
+
+
+@dg.asset(group_name=GROUP, code_version="1", pool=LM_POOL, kinds={"pytorch"})
+def instantiator(
+    context: dg.AssetExecutionContext,
+    silver_instantiations: pd.DataFrame,
+    models: ModelsResource,
+    settings: PipelineSettings,
+    warehouse: WarehouseResource,
+) -> dg.Output[Artifact]:
+    """Student instantiator: the base LM fine-tuned on the teacher's silver instantiations."""
+    train = silver_instantiations[silver_instantiations["target"].notna()]
+    if train.empty:
+        raise dg.Failure("no silver instantiations to train the instantiator on")
+    student = models.fresh_lm()
+    out = warehouse.get().staging_dir("instantiator")
+    stats = student.finetune(
+        [(p, " " + t) for p, t in zip(train["prompt"], train["target"], strict=True)],
+        out,
+        epochs=settings.instantiator_epochs,
+        lr=1e-4,
+        batch_size=4,
+        seed=settings.seed,
+        progress=text_logger(context, "instantiator fine-tune"),
+    )
+    info = {"base_model": models.model_names()["lm"], "prompt_version": PROMPT_VERSION, **stats}
+    return dg.Output(Artifact(str(out), info=info), metadata=info)
+
+
+@dg.asset(partitions_def=document_shards, group_name=GROUP, code_version="1", pool=LM_POOL, kinds={"duckdb"})
+def instantiated_pairs(
+    context: dg.AssetExecutionContext,
+    document_matches: pd.DataFrame,
+    documents: pd.DataFrame,
+    instantiator: Artifact,
+    models: ModelsResource,
+    settings: PipelineSettings,
+) -> dg.Output[pd.DataFrame]:
+    """The student fills each matched template; `<excerpt>` markers are expanded from the document."""
+    docs = documents.set_index("doc_id")
+    student = models.lm(instantiator.path)
+    prompts = [
+        instantiator_prompt(t, docs.at[d, "text"])
+        for t, d in zip(document_matches["template"], document_matches["doc_id"], strict=True)
+    ]
+    before = student.stats.new_tokens
+    raw = student.generate(
+        prompts, max_new_tokens=80, batch_size=8, progress=progress_logger(context, "instantiating")
+    )
+    decoded = student.stats.new_tokens - before
+    rows = []
+    for m, text in zip(document_matches.itertuples(), raw, strict=True):
+        row = {
+            "pair_id": m.match_id,
+            "doc_id": m.doc_id,
+            "shard": m.shard,
+            "template_id": m.template_id,
+            "query_id": m.query_id,
+            "template": m.template,
+            "instruction": None,
+            "answer_markup": None,
+            "answer": None,
+            "excerpt_spans": "[]",
+            "grounding_ratio": None,
+            "status": "ok",
+            "raw_output": text,
+            "decoded_tokens": len(student.tokenizer(text, add_special_tokens=False)["input_ids"]),
+            "model": f"instantiator@{instantiator.data_version}",
+            "prompt_version": PROMPT_VERSION,
+        }
+        try:
+            parsed = parse_instantiator_output(text)
+            if parsed is None:
+                row["status"] = "refused_null"
+            else:
+                row["instruction"], row["answer_markup"] = parsed
+                expanded = expand_excerpts(parsed[1], docs.at[m.doc_id, "text"])
+                row["answer"] = expanded.text
+                row["excerpt_spans"] = json.dumps([list(s) for s in expanded.doc_spans])
+                row["grounding_ratio"] = expanded.grounding_ratio
+                if expanded.grounding_ratio < settings.min_grounding:
+                    row["status"] = "low_grounding"
+        except (OutputError, ExcerptError) as exc:
+            row["status"] = exc.reason
+        rows.append(row)
+    df = pd.DataFrame(rows, columns=PAIR_COLUMNS)
+    ok = df[df["status"] == "ok"]
+    answer_tokens = sum(
+        len(student.tokenizer(a, add_special_tokens=False)["input_ids"]) for a in ok["answer"]
+    )
+    return dg.Output(
+        df,
+        metadata={
+            "rows": len(df),
+            "valid_pairs": len(ok),
+            "valid_share": round(len(ok) / max(1, len(df)), 3),
+            "outcomes": counts_md(dict(Counter(df["status"])), total=len(df)),
+            "mean_grounding_ratio": round(float(ok["grounding_ratio"].mean()), 3) if len(ok) else 0.0,
+            "decoded_tokens": int(decoded),
+            "decoded_tokens_per_valid_answer_token": round(ok["decoded_tokens"].sum() / answer_tokens, 3)
+            if answer_tokens
+            else "n/a",
+            "generation_tokens_per_s": round(student.stats.tokens_per_s, 1),
+            "sample": md_sample(ok, ["instruction", "answer_markup", "answer"], width=200),
+        },
+    )
+
+
+@dg.asset(partitions_def=document_shards, group_name=GROUP, code_version="1", pool=LM_POOL, kinds={"duckdb"})
+def judged_pairs(
+    instantiated_pairs: pd.DataFrame, models: ModelsResource, settings: PipelineSettings
+) -> dg.Output[pd.DataFrame]:
+    """The judge scores every valid pair 1–5; pairs scoring `keep_score` (4) or more are kept."""
+    valid = instantiated_pairs[instantiated_pairs["status"] == "ok"].reset_index(drop=True)
+    judge = models.judge()
+    scores = pd.DataFrame(judge.score(valid["instruction"].tolist(), valid["answer"].tolist()))
+    df = (
+        pd.concat([valid, scores], axis=1)
+        if len(valid)
+        else valid.assign(instruction_gain=[], relevance=[], judge_score=[])
+    )
+    df["judge_score"] = df["judge_score"].astype("int64")
+    df["judge_reason"] = [rubric_reason(int(s)) for s in df["judge_score"]]
+    df["judge"] = judge.name
+    df["kept"] = df["judge_score"] >= settings.keep_score
+    dist = {str(k): int(v) for k, v in df["judge_score"].value_counts().sort_index().items()}
+    return dg.Output(
+        df,
+        metadata={
+            "rows": len(df),
+            "kept": int(df["kept"].sum()),
+            "pass_rate": round(float(df["kept"].mean()), 3) if len(df) else 0.0,
+            "score_distribution": dg.MetadataValue.json(dist),
+            "sample": md_sample(
+                df.sort_values("judge_score", ascending=False), ["judge_score", "instruction", "answer"]
+            ),
+        },
+    )

@@ -1,0 +1,1 @@
+"""Pure-Python logic for FineInstructions (standard library only)."""

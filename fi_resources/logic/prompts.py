@@ -1,0 +1,59 @@
+"""Prompts of the students and the teacher's LM calls, plus small text helpers (no model imports)."""
+
+from __future__ import annotations
+
+import re
+
+PROMPT_VERSION = "v1"
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9“\"(])|\n+")
+
+
+def split_sentences(text: str, min_chars: int = 25) -> list[tuple[int, int]]:
+    """Character spans of sentences (end exclusive), skipping fragments shorter than min_chars."""
+    spans, start = [], 0
+    for m in _SENTENCE_END.finditer(text):
+        spans.append((start, m.start()))
+        start = m.end()
+    spans.append((start, len(text)))
+    out = []
+    for s, e in spans:
+        while s < e and text[s].isspace():
+            s += 1
+        while e > s and text[e - 1].isspace():
+            e -= 1
+        if e - s >= min_chars:
+            out.append((s, e))
+    return out
+
+
+def genericizer_prompt(query: str) -> str:
+    """The student genericizer sees the bare query (as the released model does) behind a short header."""
+    return f"Query: {query}\nTemplate JSON:"
+
+
+def instantiator_prompt(template: str, document: str) -> str:
+    return f"Template: {template}\nDocument: {document}\nOutput:"
+
+
+def describe_document_prompt(title: str, text: str, max_chars: int = 700) -> str:
+    return f"Title: {title}\nText: {text[:max_chars]}\n\nIn one sentence, what is this text about?"
+
+
+def clean_description(title: str, completion: str) -> str | None:
+    """First sentence of the model's description, or None if it is empty or chatter."""
+    sent = completion.strip().split("\n")[0]
+    sent = re.split(r"(?<=[.!?])\s", sent)[0].strip()
+    if len(sent) < 20 or sent.lower().startswith(("i ", "i'm", "sorry", "what a")):
+        return None
+    return sent if sent.endswith(".") else sent + "."
+
+
+def judge_contexts(instruction: str) -> tuple[str, str]:
+    """Contexts for the likelihood judge: with and without the instruction, same answer after them."""
+    return f"Instruction: {instruction}\n\nAnswer: ", "Answer: "
+
+
+def render_pair(instruction: str, answer: str) -> str:
+    """The paper's training format for one standalone pair."""
+    return f"Instruction: {instruction}\n\nAnswer: {answer}"

@@ -1,0 +1,50 @@
+"""Complexity-weighted sampling of retrieved templates."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from collections.abc import Mapping, Sequence
+
+# Placeholder prior over the number of slots per template; replace it with the slot-count
+# distribution measured on real user queries once those counts exist.
+DEFAULT_COMPLEXITY_DISTRIBUTION: dict[int, float] = {1: 0.45, 2: 0.30, 3: 0.15, 4: 0.06, 5: 0.04}
+
+
+def complexity_weighted_sample(
+    candidates: Sequence[tuple[str, float, int]],
+    k: int,
+    target_distribution: Mapping[int, float],
+    threshold: float,
+    seed: int,
+) -> list[str]:
+    """Sample up to ``k`` distinct template ids so the slot-count mix follows ``target_distribution``.
+
+    ``candidates`` are ``(template_id, cosine, n_slots)``; only those with cosine >= ``threshold`` are
+    kept (the first entry of a repeated id wins). Each has weight target[n] / (passing candidates with
+    n slots); n above the largest key uses that key's weight, a missing key or weight 0 excludes.
+    Draws are weighted without replacement and deterministic for ``seed``.
+    """
+    if k <= 0 or not target_distribution:
+        return []
+    if any(weight < 0 for weight in target_distribution.values()):
+        raise ValueError("target_distribution weights must be non-negative")
+    max_key = max(target_distribution)
+
+    passing: dict[str, int] = {}
+    for template_id, cosine, n_slots in candidates:
+        if cosine >= threshold and template_id not in passing:
+            passing[template_id] = min(n_slots, max_key)
+    per_class = Counter(passing.values())
+
+    rng = random.Random(seed)
+    keyed: list[tuple[float, str]] = []
+    for template_id, n_slots in passing.items():
+        u = 1.0 - rng.random()  # in (0, 1], so the log is defined
+        weight = target_distribution.get(n_slots, 0.0) / per_class[n_slots]
+        if weight > 0:
+            # Efraimidis-Spirakis: the k largest log(u)/w are a weighted sample without replacement.
+            keyed.append((math.log(u) / weight, template_id))
+    keyed.sort(key=lambda pair: pair[0], reverse=True)
+    return [template_id for _, template_id in keyed[:k]]

@@ -1,0 +1,135 @@
+"""Instruction templates with ``<fi>description</fi>`` slots: parsing, validation and filling."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+OPEN_TAG = "<fi>"
+CLOSE_TAG = "</fi>"
+
+# Anything that looks like an HTML/XML-ish tag (or the excerpt ellipsis ``<...>``). Requiring a letter,
+# slash or dot right after ``<`` keeps comparisons such as ``x < 3 and y > 2`` legal.
+_TAG_RE = re.compile(r"<\s*/?\s*[A-Za-z.][^<>]*>")
+_SLOT_RE = re.compile(r"<fi>(.*?)</fi>", re.DOTALL)
+# Quoted phrases in a query: "straight" and “curly” double quotes.
+_QUOTED_RE = re.compile(r"\"([^\"]+)\"|“([^”]+)”")
+
+
+class TemplateError(ValueError):
+    """A template that fails the grammar or the genericity checks; ``reason`` is a snake_case code."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Template:
+    """A parsed template: the stripped text (with tags) and its slot descriptions in order."""
+
+    text: str
+    slots: tuple[str, ...]
+
+    @property
+    def n_slots(self) -> int:
+        return len(self.slots)
+
+
+def parse_template(text: str, max_chars: int = 600, max_slot_chars: int = 60) -> Template:
+    """Parse ``text`` under the strict ``<fi>``/``</fi>`` grammar or raise :class:`TemplateError`."""
+    text = text.strip()
+    if not text:
+        raise TemplateError("empty")
+    if len(text) > max_chars:
+        raise TemplateError("too_long", f"{len(text)} > {max_chars} chars")
+
+    slots: list[str] = []
+    open_at: int | None = None
+    for match in _TAG_RE.finditer(text):
+        tag = match.group(0)
+        if tag == OPEN_TAG:
+            if open_at is not None:
+                raise TemplateError("nested_tags", f"at char {match.start()}")
+            open_at = match.end()
+        elif tag == CLOSE_TAG:
+            if open_at is None:
+                raise TemplateError("unbalanced_tags", f"stray {CLOSE_TAG} at char {match.start()}")
+            slots.append(text[open_at : match.start()])
+            open_at = None
+        else:
+            raise TemplateError("bad_markup", repr(tag))
+    if open_at is not None:
+        raise TemplateError("unbalanced_tags", f"unclosed {OPEN_TAG}")
+    if not slots:
+        raise TemplateError("no_slots")
+
+    stripped = tuple(slot.strip() for slot in slots)
+    for slot in stripped:
+        if not slot:
+            raise TemplateError("empty_slot")
+        if len(slot) > max_slot_chars:
+            raise TemplateError("slot_too_long", f"{slot[:30]!r}... > {max_slot_chars} chars")
+    # Normalise the slot text inside the tags so ``text`` and ``slots`` agree.
+    normalised = _SLOT_RE.sub(lambda m: f"{OPEN_TAG}{m.group(1).strip()}{CLOSE_TAG}", text)
+    return Template(text=normalised, slots=stripped)
+
+
+def _as_template(template: Template | str) -> Template:
+    return template if isinstance(template, Template) else parse_template(template)
+
+
+def _fold(text: str) -> str:
+    """Case- and whitespace-insensitive form used for comparisons."""
+    return " ".join(text.split()).casefold()
+
+
+def template_literal(template: Template | str) -> str:
+    """The template with each slot replaced by its description (no tags)."""
+    return _SLOT_RE.sub(lambda m: m.group(1).strip(), _as_template(template).text)
+
+
+def check_generic(template: Template, original_query: str | None) -> None:
+    """Raise ``TemplateError("not_generic")`` when ``template`` did not genericize ``original_query``.
+
+    Rules (all case- and whitespace-insensitive; nothing is checked when the query is unknown):
+    (a) a slot description longer than 3 words appears verbatim in the query, i.e. the slot copied the
+        specific entity instead of describing it;
+    (b) the template with slots replaced by their descriptions equals the query (nothing replaced);
+    (c) the literal text outside the slots still contains a double-quoted ("..." or “...”) phrase of the
+        query: quoted phrases are almost always the specific entity that should have become a slot.
+    """
+    if original_query is None:
+        return
+    query = _fold(original_query)
+    for slot in template.slots:
+        if len(slot.split()) > 3 and _fold(slot) in query:
+            raise TemplateError("not_generic", f"slot copies the query: {slot!r}")
+    if _fold(template_literal(template)) == query:
+        raise TemplateError("not_generic", "template equals the query")
+    outside = [_fold(part) for part in _SLOT_RE.split(template.text)[::2]]
+    for match in _QUOTED_RE.finditer(original_query):
+        phrase = _fold(match.group(1) or match.group(2))
+        if phrase and any(phrase in part for part in outside):
+            raise TemplateError("not_generic", f"quoted phrase kept: {phrase!r}")
+
+
+def validate_template(text: str, original_query: str | None = None) -> tuple[Template | None, str | None]:
+    """Return ``(template, None)`` when valid, else ``(None, reason)``."""
+    try:
+        template = parse_template(text)
+        check_generic(template, original_query)
+    except TemplateError as err:
+        return None, err.reason
+    return template, None
+
+
+def fill_template(template: Template | str, values: Sequence[str]) -> str:
+    """Replace the slots, in order, with ``values``; ``ValueError`` if the counts differ."""
+    parsed = _as_template(template)
+    if isinstance(values, str) or len(values) != parsed.n_slots:
+        n = 1 if isinstance(values, str) else len(values)
+        raise ValueError(f"template has {parsed.n_slots} slots, got {n} values")
+    it = iter(values)
+    return _SLOT_RE.sub(lambda _m: next(it), parsed.text)

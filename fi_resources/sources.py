@@ -1,0 +1,184 @@
+"""Input text: real user questions, Wikipedia articles shipped in packages, and the user's own files."""
+
+from __future__ import annotations
+
+import bz2
+import hashlib
+import importlib.resources as ir
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+
+GENSIM_WIKI = "test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
+INPUT_SUFFIXES = (".jsonl", ".parquet", ".csv")
+
+
+class InputFileError(ValueError):
+    """A user file that cannot be read; the message names the file and what is wrong."""
+
+
+def stable_id(*parts: str, n: int = 12) -> str:
+    return hashlib.sha1("\x1f".join(parts).encode()).hexdigest()[:n]
+
+
+def chatterbot_questions() -> pd.DataFrame:
+    """Question-first turns from chatterbot-corpus (real, hand-written; BSD-3)."""
+    import yaml
+
+    root = ir.files("chatterbot_corpus") / "data/english"
+    rows = []
+    for f in sorted(root.iterdir(), key=lambda p: p.name):
+        if not f.name.endswith(".yml"):
+            continue
+        convs = yaml.safe_load(f.read_text(encoding="utf8")).get("conversations") or []
+        for conv in convs:
+            if conv and str(conv[0]).strip().endswith("?"):
+                rows.append({"query": str(conv[0]).strip(), "source": f"chatterbot-corpus/{f.name}"})
+    return pd.DataFrame(rows)
+
+
+def read_table_file(path: Path, text_columns: tuple[str, ...]) -> pd.DataFrame:
+    """Read a JSONL/Parquet/CSV file; the first of `text_columns` present becomes column 'text'."""
+    try:
+        if path.suffix == ".jsonl":
+            rows = []
+            with open(path, encoding="utf8") as f:
+                for n, line in enumerate(f, 1):
+                    if line.strip():
+                        try:
+                            rows.append(json.loads(line))
+                        except json.JSONDecodeError as exc:
+                            raise InputFileError(f"{path}: line {n} is not valid JSON ({exc.msg})") from exc
+            df = pd.DataFrame(rows)
+        elif path.suffix == ".parquet":
+            df = pd.read_parquet(path)
+        elif path.suffix == ".csv":
+            df = pd.read_csv(path)
+        else:
+            raise InputFileError(f"{path}: unsupported file type (use {', '.join(INPUT_SUFFIXES)})")
+    except InputFileError:
+        raise
+    except Exception as exc:  # pyarrow/pandas raise many types for a corrupt file
+        raise InputFileError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from exc
+    col = next((c for c in text_columns if c in df.columns), None)
+    if col is None:
+        raise InputFileError(
+            f"{path}: needs one of the columns {list(text_columns)}; found {list(df.columns)}"
+        )
+    df = df.rename(columns={col: "text"})
+    df["text"] = df["text"].astype("string").fillna("")
+    return df
+
+
+def read_user_query_files(folder: Path) -> pd.DataFrame:
+    frames = []
+    for path in sorted(folder.glob("*")) if folder.exists() else []:
+        if path.suffix in INPUT_SUFFIXES:
+            df = read_table_file(path, ("query", "question", "text", "prompt"))
+            frames.append(pd.DataFrame({"query": df["text"].str.strip(), "source": f"user/{path.name}"}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["query", "source"])
+
+
+def wikipedia_articles() -> list[tuple[str, str]]:
+    """The 106 real English Wikipedia articles in gensim's test data (CC BY-SA), as (title, plain text)."""
+    from gensim.corpora.wikicorpus import extract_pages, filter_wiki
+
+    path = ir.files("gensim") / GENSIM_WIKI
+    if not path.is_file():
+        raise RuntimeError(f"gensim's Wikipedia test file is missing ({path}); install gensim==4.4.0")
+    out = []
+    with bz2.open(path) as f:
+        for title, text, _ in extract_pages(f):
+            if ":" in title or text.lstrip().upper().startswith("#REDIRECT"):
+                continue
+            plain = filter_wiki(text).replace("'''", "").replace("''", "")
+            out.append((title, clean_wiki_text(plain)))
+    return out
+
+
+def clean_wiki_text(text: str) -> str:
+    text = re.sub(r"\n{3,}", "\n\n", text)
+    text = re.sub(r"[ \t]+", " ", text)
+    lines = [ln.strip() for ln in text.split("\n")]
+    # Drop leftover table/markup rows; keep prose and section headings.
+    lines = [ln for ln in lines if not ln.startswith(("|", "!", "{", "}")) and "thumb|" not in ln]
+    return "\n".join(lines).strip()
+
+
+def lead_document(text: str, max_chars: int, min_chars: int = 200) -> str:
+    """Document-length policy: keep whole paragraphs from the start, cut at a sentence end by max_chars."""
+    paras = [p.strip() for p in text.split("\n\n") if len(p.strip()) > 40 and not p.strip().startswith("=")]
+    out = ""
+    for p in paras:
+        if len(out) + len(p) + 2 <= max_chars:
+            out = f"{out}\n\n{p}" if out else p
+            continue
+        room = max_chars - len(out) - 2
+        cut = p[:room]
+        end = max(cut.rfind(". "), cut.rfind(".\n"))
+        if end > 0:
+            out = f"{out}\n\n{cut[: end + 1]}" if out else cut[: end + 1]
+        break
+    return out if len(out) >= min_chars else ""
+
+
+def write_builtin_shards(folder: Path, n_shards: int, docs_per_shard: int) -> list[Path]:
+    """Write the packaged Wikipedia articles as JSONL shards (skipped when a shard already exists)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"wikipedia-{i:03d}.jsonl" for i in range(n_shards)]
+    if all(p.exists() for p in paths):
+        return paths
+    articles = [(t, x) for t, x in wikipedia_articles() if len(x) > 1500]
+    for i, path in enumerate(paths):
+        if path.exists():
+            continue
+        chunk = articles[i * docs_per_shard : (i + 1) * docs_per_shard]
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w", encoding="utf8") as f:
+            for title, text in chunk:
+                f.write(
+                    json.dumps({"title": title, "text": text, "source": "wikipedia (gensim test data)"})
+                    + "\n"
+                )
+        tmp.rename(path)
+    return paths
+
+
+def read_document_shard(path: Path, max_chars: int) -> tuple[pd.DataFrame, dict[str, int]]:
+    """One shard file → documents with stable ids; returns (documents, dropped counts by reason)."""
+    df = read_table_file(path, ("text", "content", "document", "body"))
+    titles = df["title"].astype("string").fillna("") if "title" in df.columns else pd.Series([""] * len(df))
+    rows, dropped, seen = [], {"empty": 0, "too_short": 0, "duplicate": 0}, set()
+    for i, (title, text) in enumerate(zip(titles, df["text"], strict=True)):
+        if not text.strip():
+            dropped["empty"] += 1
+            continue
+        doc = lead_document(text, max_chars)
+        if not doc:
+            dropped["too_short"] += 1
+            continue
+        doc_id = stable_id(path.name, str(i), doc[:200])
+        if doc_id in seen:
+            dropped["duplicate"] += 1
+            continue
+        seen.add(doc_id)
+        rows.append(
+            {"doc_id": doc_id, "title": title or f"{path.stem} #{i}", "text": doc, "source_chars": len(text)}
+        )
+    return pd.DataFrame(rows, columns=["doc_id", "title", "text", "source_chars"]), dropped
+
+
+def chatterbot_qa_pairs() -> list[tuple[str, str]]:
+    """(question, answer) turns from chatterbot-corpus: a small real Q&A evaluation set."""
+    import yaml
+
+    root = ir.files("chatterbot_corpus") / "data/english"
+    pairs = []
+    for f in sorted(root.iterdir(), key=lambda p: p.name):
+        if f.name.endswith(".yml"):
+            for conv in yaml.safe_load(f.read_text(encoding="utf8")).get("conversations") or []:
+                if len(conv) >= 2 and str(conv[0]).strip().endswith("?"):
+                    pairs.append((str(conv[0]).strip(), str(conv[1]).strip()))
+    return pairs

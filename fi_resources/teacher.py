@@ -1,0 +1,204 @@
+"""The embedded profile's weak-supervision teacher and likelihood judge.
+
+The teacher writes the silver data that the students are fine-tuned on. Structure (spans, tags, excerpt
+choice) is done in code; the small LM supplies what it is good at (type words, one-sentence document
+descriptions) and the encoder supplies similarity. A large-LLM teacher can replace it behind the same
+methods.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from fi_resources.encoder import Encoder
+from fi_resources.lm import CausalLM
+from fi_resources.logic import genericize as gz
+from fi_resources.logic.excerpts import make_excerpt_marker
+from fi_resources.logic.prompts import (
+    clean_description,
+    describe_document_prompt,
+    judge_contexts,
+    split_sentences,
+)
+from fi_resources.logic.rubric import rubric_score
+from fi_resources.logic.templates import Template, fill_template, template_literal, validate_template
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, float], None]
+
+
+@dataclass
+class SilverTemplate:
+    query: str
+    template: str | None
+    description: str | None
+    reason: str | None  # why no template was produced
+
+
+@dataclass
+class SilverInstantiation:
+    instruction: str | None
+    answer_markup: str | None
+    reason: str  # "ok" or why the teacher refused (null target)
+    fill_similarity: float
+    answer_similarity: float
+
+
+class WeakSupervisionTeacher:
+    """Teacher = rules + small LM + encoder (see module docstring)."""
+
+    name = "weak-supervision-teacher/v1"
+
+    def __init__(
+        self, lm: CausalLM, encoder: Encoder, fill_threshold: float = 0.15, answer_threshold: float = 0.3
+    ):
+        self.lm = lm
+        self.encoder = encoder
+        self.fill_threshold = fill_threshold
+        self.answer_threshold = answer_threshold
+        self._emb: dict[str, np.ndarray] = {}
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Encoder embeddings, memoised: one document is paired with many templates."""
+        missing = list(dict.fromkeys(t for t in texts if t not in self._emb))
+        if missing:
+            self._emb.update(zip(missing, self.encoder.encode(missing), strict=True))
+        if not texts:
+            return np.zeros((0, self.encoder.dim), dtype=np.float32)
+        return np.stack([self._emb[t] for t in texts])
+
+    # ---- stage 1: templates -------------------------------------------------------------------
+    def genericize(self, queries: Sequence[str], progress: Progress | None = None) -> list[SilverTemplate]:
+        spans = [gz.find_specific_spans(q) for q in queries]
+        to_type = sorted({s.text for ss in spans for s in ss if s.kind != "year"})
+        completions = self.lm.generate(
+            [gz.type_prompt(e) for e in to_type], max_new_tokens=5, progress=progress
+        )
+        types = {e: gz.parse_type_completion(c) for e, c in zip(to_type, completions, strict=True)}
+        out = []
+        for query, ss in zip(queries, spans, strict=True):
+            if not ss:
+                out.append(SilverTemplate(query, None, None, "no_specific_span"))
+                continue
+            descs = [gz.slot_description(s, types.get(s.text)) for s in ss]
+            text = gz.build_template(query, ss, descs)
+            template, reason = validate_template(text, query)
+            if template is None:
+                out.append(SilverTemplate(query, None, None, reason))
+                continue
+            description = gz.describe_compatible_documents(template_literal(template), list(template.slots))
+            out.append(SilverTemplate(query, template.text, description, None))
+        return out
+
+    # ---- documents ----------------------------------------------------------------------------
+    def describe_documents(
+        self, titles: Sequence[str], texts: Sequence[str], progress: Progress | None = None
+    ) -> list[str]:
+        prompts = [
+            self.lm.chat_prompt(describe_document_prompt(t, x)) + "This text" for t, x in zip(titles, texts, strict=False)
+        ]
+        completions = self.lm.generate(prompts, max_new_tokens=40, progress=progress)
+        out = []
+        for title, comp in zip(titles, completions, strict=True):
+            desc = clean_description(title, "This text" + comp)
+            # Fallback keeps every document describable; counted by the asset as 'fallback'.
+            out.append(desc or f"An encyclopedia article about {title}.")
+        return out
+
+    # ---- stage 3: instantiation ---------------------------------------------------------------
+    def instantiate(self, template: str, title: str, document: str) -> SilverInstantiation:
+        tpl, reason = validate_template(template)
+        if tpl is None:
+            return SilverInstantiation(None, None, f"bad_template:{reason}", 0.0, 0.0)
+        fillers, fill_sim = self._fill_slots(tpl, title, document)
+        if fillers is None:
+            return SilverInstantiation(None, None, "no_filler", fill_sim, 0.0)
+        instruction = fill_template(tpl, fillers)
+        sentences = split_sentences(document)
+        if not sentences:
+            return SilverInstantiation(None, None, "no_sentences", fill_sim, 0.0)
+        windows = [(s, e) for s, e in sentences] + [
+            (a[0], b[1]) for a, b in zip(sentences, sentences[1:], strict=False) if b[1] - a[0] < 600
+        ]
+        emb = self.embed([instruction] + [document[s:e] for s, e in windows])
+        sims = emb[1:] @ emb[0]
+        best = int(np.argmax(sims))
+        if sims[best] < self.answer_threshold:
+            return SilverInstantiation(None, None, "no_answer_in_document", fill_sim, float(sims[best]))
+        start, end = windows[best]
+        try:
+            marker = make_excerpt_marker(document, start, end)
+        except ValueError:
+            return SilverInstantiation(None, None, "excerpt_not_unique", fill_sim, float(sims[best]))
+        return SilverInstantiation(instruction, marker, "ok", fill_sim, float(sims[best]))
+
+    def _fill_slots(self, tpl: Template, title: str, document: str) -> tuple[list[str] | None, float]:
+        candidates = list(
+            dict.fromkeys([title] + [s.text for s in gz.find_specific_spans(document, max_spans=60)])
+        )
+        candidates = [c for c in candidates if 2 <= len(c) <= 60]
+        emb = self.embed(list(tpl.slots) + candidates)
+        slot_emb, cand_emb = emb[: tpl.n_slots], emb[tpl.n_slots :]
+        sims = slot_emb @ cand_emb.T
+        sims[:, 0] += 0.05  # the document's own subject is the natural first filler
+        fillers, worst = [], 1.0
+        for i in range(tpl.n_slots):
+            row = sims[i].copy()
+            for used in fillers:
+                row[candidates.index(used)] = -1
+            j = int(np.argmax(row))
+            worst = min(worst, float(row[j]))
+            fillers.append(candidates[j])
+        if worst < self.fill_threshold:
+            return None, worst
+        return fillers, worst
+
+
+class LikelihoodJudge:
+    """Scores a pair 1–5 from instruction gain under the LM and encoder relevance (see logic/rubric.py)."""
+
+    name = "likelihood-judge/v1"
+
+    def __init__(self, lm: CausalLM, encoder: Encoder):
+        self.lm = lm
+        self.encoder = encoder
+
+    def score(self, instructions: Sequence[str], answers: Sequence[str]) -> list[dict]:
+        if not instructions:
+            return []
+        with_i, without = zip(*(judge_contexts(i) for i in instructions), strict=True)
+        lp_with = self.lm.mean_logprob(list(with_i), list(answers))
+        lp_without = self.lm.mean_logprob(list(without), list(answers))
+        emb_i = self.encoder.encode(list(instructions))
+        emb_a = self.encoder.encode(list(answers))
+        rel = (emb_i * emb_a).sum(1)
+        out = []
+        for a, b, r in zip(lp_with, lp_without, rel, strict=True):
+            gain = float(a - b)
+            out.append(
+                {"instruction_gain": gain, "relevance": float(r), "judge_score": rubric_score(gain, float(r))}
+            )
+        return out
+
+
+def incompatible_pairs(pairs: Sequence[tuple[str, str]], fraction: float, seed: int) -> list[tuple[str, str]]:
+    """Deliberately mismatched (template_id, doc_id) pairs for ~`fraction` null targets (paper: ~5 %)."""
+    rng = random.Random(seed)
+    templates = sorted({t for t, _ in pairs})
+    docs = sorted({d for _, d in pairs})
+    existing = set(pairs)
+    want = max(1, round(len(pairs) * fraction)) if pairs else 0
+    out: list[tuple[str, str]] = []
+    for _ in range(want * 20):
+        if len(out) >= want or len(templates) < 2:
+            break
+        pair = (rng.choice(templates), rng.choice(docs))
+        if pair not in existing and pair not in out:
+            out.append(pair)
+    return out

@@ -1,0 +1,238 @@
+"""The DuckDB warehouse: Parquet per partition, DuckDB views over them, and the materialization catalog.
+
+DuckDB allows one writing process per file, and Dagster runs partitions in parallel processes. So table
+data never goes through a DuckDB write: each (asset, partition) is one Parquet file written atomically
+(temp file + rename), and the DuckDB file only holds views over those files plus the small
+`catalog.materializations` table. Those short writes are serialised across processes with a file lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+from filelock import FileLock
+
+UNPARTITIONED = "__all__"
+_SAFE = re.compile(r"[^A-Za-z0-9_.=-]+")
+
+CATALOG_DDL = """
+CREATE SCHEMA IF NOT EXISTS catalog;
+CREATE TABLE IF NOT EXISTS catalog.materializations (
+    asset_key VARCHAR NOT NULL,
+    partition_key VARCHAR,
+    run_id VARCHAR,
+    code_version VARCHAR,
+    data_version VARCHAR NOT NULL,
+    upstream JSON,
+    row_count BIGINT,
+    bytes BIGINT,
+    table_path VARCHAR,
+    artifact_path VARCHAR,
+    materialized_at TIMESTAMP NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A model-like asset: a folder in the artifact store plus a few facts about it."""
+
+    path: str
+    data_version: str = ""
+    info: dict = field(default_factory=dict)
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("FI_HOME", ".fi")).resolve()
+
+
+def safe_name(text: str) -> str:
+    return _SAFE.sub("_", text)
+
+
+def _sha256_file(path: Path, h: hashlib._Hash | None = None) -> hashlib._Hash:
+    h = h or hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h
+
+
+def hash_folder(folder: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(folder)).encode())
+            _sha256_file(p, h)
+    return h.hexdigest()[:16]
+
+
+class Warehouse:
+    """Files and the DuckDB catalog under one data home (FI_HOME)."""
+
+    def __init__(self, home: str | Path | None = None, lock_timeout_s: float = 120.0):
+        self.home = Path(home).resolve() if home else default_home()
+        self.db_path = self.home / "warehouse.duckdb"
+        self.tables_dir = self.home / "tables"
+        self.artifacts_dir = self.home / "artifacts"
+        self.home.mkdir(parents=True, exist_ok=True)
+        self._lock = FileLock(str(self.home / "warehouse.lock"), timeout=lock_timeout_s)
+
+    # ---- DuckDB connections -------------------------------------------------------------------
+    def _write_connection(self) -> duckdb.DuckDBPyConnection:
+        # Another process (a user's shell, the UI's SQL) may hold the file briefly: retry, then fail clearly.
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                con = duckdb.connect(str(self.db_path))
+                con.execute(CATALOG_DDL)
+                return con
+            except duckdb.IOException as exc:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"DuckDB file {self.db_path} stayed locked by another process"
+                    ) from exc
+                time.sleep(0.5)
+
+    def query(self, sql: str, params: list | None = None) -> pd.DataFrame:
+        """Read-only SQL against the warehouse (views over Parquet plus the catalog)."""
+        with self._lock, self._write_connection() as con:
+            return con.execute(sql, params or []).df()
+
+    # ---- tables -------------------------------------------------------------------------------
+    def table_dir(self, table: str) -> Path:
+        return self.tables_dir / safe_name(table)
+
+    def partition_path(self, table: str, partition: str | None) -> Path:
+        return self.table_dir(table) / f"{safe_name(partition or UNPARTITIONED)}.parquet"
+
+    def write_table(self, table: str, partition: str | None, df: pd.DataFrame) -> tuple[Path, str]:
+        """Write one partition atomically; a rerun replaces it (no duplicates). Returns (path, data version)."""
+        path = self.partition_path(table, partition)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
+        df.reset_index(drop=True).to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+        version = hashlib.sha256(pd.util.hash_pandas_object(_hashable(df), index=False).values.tobytes())
+        version.update(",".join(map(str, df.columns)).encode())
+        self._refresh_view(table)
+        return path, version.hexdigest()[:16]
+
+    def read_table(self, table: str, partitions: list[str] | None = None) -> pd.DataFrame:
+        """All partitions (or the given ones that exist) of a table as one DataFrame."""
+        folder = self.table_dir(table)
+        if partitions is None:
+            files = sorted(folder.glob("*.parquet"))
+        else:
+            files = [self.partition_path(table, p) for p in partitions]
+            files = [f for f in files if f.exists()]
+        frames = [pd.read_parquet(f) for f in files]
+        frames = [f for f in frames if len(f.columns)]
+        if not frames:
+            return pd.DataFrame()
+        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+    def has_partition(self, table: str, partition: str | None) -> bool:
+        return self.partition_path(table, partition).exists()
+
+    def _refresh_view(self, table: str) -> None:
+        glob = str(self.table_dir(table) / "*.parquet").replace("'", "''")
+        name = safe_name(table)
+        with self._lock, self._write_connection() as con:
+            con.execute(
+                f"CREATE OR REPLACE VIEW main.{name} AS "
+                f"SELECT * FROM read_parquet('{glob}', union_by_name = true)"
+            )
+
+    # ---- artifacts ----------------------------------------------------------------------------
+    def staging_dir(self, asset: str) -> Path:
+        """A fresh folder for an asset to write a model into; `publish_artifact` versions it."""
+        path = self.artifacts_dir / safe_name(asset) / f"_staging-{uuid.uuid4().hex[:8]}"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def publish_artifact(self, asset: str, staging: Path) -> tuple[Path, str]:
+        """Move a staged folder to artifacts/<asset>/<content hash>/ (one folder per data version)."""
+        version = hash_folder(staging)
+        final = self.artifacts_dir / safe_name(asset) / version
+        if final.exists():
+            shutil.rmtree(staging)
+        else:
+            os.replace(staging, final)
+        return final, version
+
+    # ---- catalog ------------------------------------------------------------------------------
+    def record_materialization(
+        self,
+        asset_key: str,
+        partition_key: str | None,
+        run_id: str | None,
+        data_version: str,
+        row_count: int | None,
+        table_path: Path | None = None,
+        artifact_path: Path | None = None,
+        code_version: str | None = None,
+        upstream: dict | None = None,
+    ) -> None:
+        size = table_path.stat().st_size if table_path and table_path.exists() else None
+        if artifact_path and artifact_path.exists():
+            size = sum(p.stat().st_size for p in artifact_path.rglob("*") if p.is_file())
+        row = [
+            asset_key,
+            partition_key,
+            run_id,
+            code_version,
+            data_version,
+            json.dumps(upstream or {}),
+            row_count,
+            size,
+            str(table_path) if table_path else None,
+            str(artifact_path) if artifact_path else None,
+            datetime.now(UTC).replace(tzinfo=None),
+        ]
+        with self._lock, self._write_connection() as con:
+            con.execute("INSERT INTO catalog.materializations VALUES (?,?,?,?,?,?,?,?,?,?,?)", row)
+
+
+def _hashable(df: pd.DataFrame) -> pd.DataFrame:
+    # Lists/dicts (spans, metadata) are not hashable by pandas: hash their JSON text instead.
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == object:
+            out[col] = out[col].map(
+                lambda v: v if isinstance(v, str | type(None)) else json.dumps(v, default=str)
+            )
+    return out
+
+
+def is_stale(wh: Warehouse, asset: str, partition: str | None, upstream: list[tuple[str, bool]]) -> bool:
+    """True when (asset, partition) is missing or older than any input it was computed from.
+
+    `upstream` lists (asset, partitioned). A partitioned input of a partitioned asset is the same partition;
+    of an unpartitioned asset, all of its partitions.
+    """
+    out = wh.partition_path(asset, partition)
+    if not out.exists():
+        return True
+    built = out.stat().st_mtime
+    for name, partitioned in upstream:
+        if partitioned and partition is not None:
+            files = [wh.partition_path(name, partition)]
+        elif partitioned:
+            files = list(wh.table_dir(name).glob("*.parquet"))
+        else:
+            files = [wh.partition_path(name, None)]
+        if any(f.exists() and f.stat().st_mtime > built for f in files):
+            return True
+    return False

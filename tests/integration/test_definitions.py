@@ -1,0 +1,37 @@
+import dagster as dg
+
+from fi_assets.definitions import defs
+
+ISSUE_ASSETS = {
+    "user_queries", "silver_templates", "genericizer", "query_templates", "documents", "document_descriptions",
+    "embedder_pairs", "retrieval_embedder", "template_index", "document_matches", "silver_instantiations",
+    "instantiator", "instantiated_pairs", "judged_pairs", "training_corpus", "pretrained_checkpoint",
+    "baseline_checkpoint", "pretraining_eval",
+}  # fmt: skip
+
+
+def test_definitions_load_with_every_stage_as_an_asset():
+    repo = defs.get_repository_def()
+    keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
+    assert keys >= ISSUE_ASSETS
+    assert {"documents", "document_matches", "instantiated_pairs", "judged_pairs"} <= {
+        a.key.to_user_string() for a in repo.asset_graph.assets_defs if a.partitions_def is not None
+    }
+    assert repo.get_sensor_def("new_shard_sensor")
+    assert repo.get_schedule_def("stale_shard_schedule")
+    assert repo.get_job("shard_job").partitions_def is not None
+
+
+def test_every_asset_uses_the_warehouse_io_manager_and_resources():
+    repo = defs.get_repository_def()
+    for a in repo.asset_graph.assets_defs:
+        for key in a.keys if a.is_executable else []:
+            assert a.get_io_manager_key_for_asset_key(key) == "io_manager"
+    assert {"warehouse", "models", "settings", "io_manager"} <= set(defs.resources)
+
+
+def test_lineage_flows_left_to_right():
+    graph = defs.get_repository_def().asset_graph
+    up = graph.get(dg.AssetKey("judged_pairs")).parent_keys
+    assert dg.AssetKey("instantiated_pairs") in up
+    assert dg.AssetKey("judged_pairs") in graph.get(dg.AssetKey("training_corpus")).parent_keys

@@ -1,0 +1,73 @@
+import multiprocessing as mp
+
+import duckdb
+import pandas as pd
+
+from fi_resources.warehouse import Warehouse, is_stale
+
+
+def _write_many(home: str, worker: int) -> None:
+    wh = Warehouse(home)
+    for i in range(8):
+        df = pd.DataFrame({"pair_id": [f"{worker}-{i}-{j}" for j in range(5)], "v": range(5)})
+        path, version = wh.write_table("pairs", f"shard-{worker}-{i}", df)
+        wh.record_materialization("pairs", f"shard-{worker}-{i}", f"run-{worker}", version, len(df), path)
+
+
+def test_parallel_partition_writers_do_not_fail_on_the_duckdb_lock(tmp_path):
+    procs = [mp.get_context("spawn").Process(target=_write_many, args=(str(tmp_path), w)) for w in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    wh = Warehouse(tmp_path)
+    assert wh.query("SELECT count(*) FROM pairs").iloc[0, 0] == 3 * 8 * 5
+    assert wh.query("SELECT count(*) FROM catalog.materializations").iloc[0, 0] == 24
+    # The file is a real DuckDB database a user can open once the writers are gone.
+    with duckdb.connect(str(wh.db_path), read_only=True) as con:
+        assert (
+            con.execute("SELECT count(DISTINCT partition_key) FROM catalog.materializations").fetchone()[0]
+            == 24
+        )
+
+
+def test_rewriting_a_partition_replaces_it_without_duplicates(tmp_path):
+    wh = Warehouse(tmp_path)
+    df = pd.DataFrame({"x": [1, 2, 3]})
+    _, v1 = wh.write_table("t", "a", df)
+    _, v2 = wh.write_table("t", "a", df)
+    wh.write_table("t", "b", pd.DataFrame({"x": [4]}))
+    assert v1 == v2  # same content, same data version
+    assert sorted(wh.read_table("t")["x"]) == [1, 2, 3, 4]
+    assert wh.query("SELECT count(*) FROM t").iloc[0, 0] == 4
+    _, v3 = wh.write_table("t", "a", pd.DataFrame({"x": [9]}))
+    assert v3 != v1
+    assert sorted(wh.read_table("t", ["a"])["x"]) == [9]
+    assert not list(wh.table_dir("t").glob("*.tmp"))
+
+
+def test_staleness_follows_input_files(tmp_path):
+    import os
+    import time
+
+    wh = Warehouse(tmp_path)
+    wh.write_table("up", "s1", pd.DataFrame({"x": [1]}))
+    assert is_stale(wh, "down", "s1", [("up", True)])
+    wh.write_table("down", "s1", pd.DataFrame({"x": [1]}))
+    assert not is_stale(wh, "down", "s1", [("up", True)])
+    later = time.time() + 5
+    os.utime(wh.partition_path("up", "s1"), (later, later))
+    assert is_stale(wh, "down", "s1", [("up", True)])
+
+
+def test_artifacts_are_versioned_by_content(tmp_path):
+    wh = Warehouse(tmp_path)
+    staged = wh.staging_dir("model")
+    (staged / "weights.bin").write_bytes(b"abc")
+    final, version = wh.publish_artifact("model", staged)
+    assert final.name == version and (final / "weights.bin").read_bytes() == b"abc"
+    again = wh.staging_dir("model")
+    (again / "weights.bin").write_bytes(b"abc")
+    assert wh.publish_artifact("model", again) == (final, version)
+    assert not again.exists()
