@@ -7,6 +7,10 @@ from collections.abc import Callable
 import dagster as dg
 import pandas as pd
 
+from fi_resources.logic.prompts import PROMPT_VERSION
+from fi_resources.resources import ModelsResource, PipelineSettings, WarehouseResource
+from fi_resources.warehouse import Artifact
+
 document_shards = dg.DynamicPartitionsDefinition(name="document_shards")
 
 # Steps that hold a language model in memory or train one: one at a time on a small machine.
@@ -76,3 +80,29 @@ def histogram_md(values: list[float], title: str, bins: int = 20) -> dg.Metadata
     return dg.MetadataValue.md(
         f"![{title}](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})"
     )
+
+
+def train_student(
+    context: dg.AssetExecutionContext,
+    asset: str,
+    examples: list[tuple[str, str]],
+    epochs: int,
+    batch_size: int,
+    models: ModelsResource,
+    settings: PipelineSettings,
+    warehouse: WarehouseResource,
+) -> dg.Output[Artifact]:
+    """Fine-tune a fresh copy of the profile's base LM on (prompt, target) pairs into a versioned artifact."""
+    out = warehouse.get().staging_dir(asset)
+    stats = models.fresh_lm().finetune(
+        examples,
+        out,
+        epochs=epochs,
+        lr=settings.student_lr,
+        batch_size=batch_size,
+        train_top_layers=settings.student_train_top_layers,
+        seed=settings.seed,
+        progress=text_logger(context, f"{asset} fine-tune"),
+    )
+    info = {"base_model": models.model_names()["lm"], "prompt_version": PROMPT_VERSION, **stats}
+    return dg.Output(Artifact(str(out), info=info), metadata=info)

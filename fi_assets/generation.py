@@ -12,7 +12,7 @@ from fi_assets.common import (
     document_shards,
     md_sample,
     progress_logger,
-    text_logger,
+    train_student,
 )
 from fi_resources.logic.excerpts import ExcerptError, expand_excerpts
 from fi_resources.logic.parsing import OutputError, format_instantiator_target, parse_instantiator_output
@@ -100,19 +100,10 @@ def instantiator(
     train = silver_instantiations[silver_instantiations["target"].notna()]
     if train.empty:
         raise dg.Failure("no silver instantiations to train the instantiator on")
-    student = models.fresh_lm()
-    out = warehouse.get().staging_dir("instantiator")
-    stats = student.finetune(
-        [(p, " " + t) for p, t in zip(train["prompt"], train["target"], strict=True)],
-        out,
-        epochs=settings.instantiator_epochs,
-        lr=1e-4,
-        batch_size=4,
-        seed=settings.seed,
-        progress=text_logger(context, "instantiator fine-tune"),
+    examples = [(p, " " + t) for p, t in zip(train["prompt"], train["target"], strict=True)]
+    return train_student(
+        context, "instantiator", examples, settings.instantiator_epochs, 4, models, settings, warehouse
     )
-    info = {"base_model": models.model_names()["lm"], "prompt_version": PROMPT_VERSION, **stats}
-    return dg.Output(Artifact(str(out), info=info), metadata=info)
 
 
 @dg.asset(partitions_def=document_shards, group_name=GROUP, code_version="1", pool=LM_POOL, kinds={"duckdb"})
@@ -185,7 +176,9 @@ def instantiated_pairs(
             "outcomes": counts_md(dict(Counter(df["status"])), total=len(df)),
             "mean_grounding_ratio": round(float(ok["grounding_ratio"].mean()), 3) if len(ok) else 0.0,
             "decoded_tokens": int(decoded),
-            "decoded_tokens_per_valid_answer_token": round(ok["decoded_tokens"].sum() / answer_tokens, 3)
+            "decoded_tokens_per_valid_answer_token": round(
+                float(ok["decoded_tokens"].sum()) / answer_tokens, 3
+            )
             if answer_tokens
             else "n/a",
             "generation_tokens_per_s": round(student.stats.tokens_per_s, 1),

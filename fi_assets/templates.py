@@ -5,7 +5,7 @@ from collections import Counter
 import dagster as dg
 import pandas as pd
 
-from fi_assets.common import LM_POOL, counts_md, md_sample, progress_logger, text_logger
+from fi_assets.common import LM_POOL, counts_md, md_sample, progress_logger, train_student
 from fi_resources.logic.parsing import OutputError, format_genericizer_target, parse_genericizer_output
 from fi_resources.logic.prompts import PROMPT_VERSION, genericizer_prompt
 from fi_resources.logic.templates import validate_template
@@ -92,18 +92,9 @@ def genericizer(
             train["query"], train["template"], train["compatible_document_description"], strict=True
         )
     ]
-    student = models.fresh_lm()
-    out = warehouse.get().staging_dir("genericizer")
-    stats = student.finetune(
-        examples,
-        out,
-        epochs=settings.genericizer_epochs,
-        lr=1e-4,
-        seed=settings.seed,
-        progress=text_logger(context, "genericizer fine-tune"),
+    return train_student(
+        context, "genericizer", examples, settings.genericizer_epochs, 8, models, settings, warehouse
     )
-    info = {"base_model": models.model_names()["lm"], "prompt_version": PROMPT_VERSION, **stats}
-    return dg.Output(Artifact(str(out), info=info), metadata=info)
 
 
 @dg.asset(group_name=GROUP, code_version="1", pool=LM_POOL, kinds={"duckdb"})

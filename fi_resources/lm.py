@@ -190,9 +190,14 @@ class CausalLM:
         batch_size: int = 8,
         max_tokens: int = 512,
         seed: int = 0,
+        train_top_layers: float = 1.0,
         progress: Callable[[str], None] | None = None,
     ) -> dict:
-        """Supervised fine-tuning on (prompt, target) pairs; loss on target tokens only. Saves to out_dir."""
+        """Supervised fine-tuning on (prompt, target) pairs; loss on target tokens only. Saves to out_dir.
+
+        `train_top_layers` < 1 trains only that share of the top decoder layers (embeddings and the layers
+        below frozen): backward then stops early, which is what makes CPU fine-tuning affordable.
+        """
         tok = self.tokenizer
         rows = []
         for prompt, target in examples:
@@ -204,7 +209,8 @@ class CausalLM:
         rng = random.Random(seed)
         torch.manual_seed(seed)
         model = self.model.train()
-        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+        trainable = self._unfreeze_top(train_top_layers)
+        opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)
         steps_total = epochs * math.ceil(len(rows) / batch_size)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.1, 1 - s / max(1, steps_total)))
         losses, tokens, start, step = [], 0, time.perf_counter(), 0
@@ -224,9 +230,9 @@ class CausalLM:
                         torch.tensor(y),
                         1,
                     )
-                loss = model(input_ids=ids, attention_mask=mask, labels=lab).loss
+                loss = self._target_loss(ids, mask, lab)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                torch.nn.utils.clip_grad_norm_(trainable, 1.0)
                 opt.step()
                 sched.step()
                 opt.zero_grad(set_to_none=True)
@@ -237,6 +243,8 @@ class CausalLM:
                     rate = tokens / (time.perf_counter() - start)
                     progress(f"step {step}/{steps_total} loss {losses[-1]:.3f} ({rate:.0f} tok/s)")
         model.eval()
+        for p in model.parameters():
+            p.requires_grad_(True)
         out_dir.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(out_dir)
         tok.save_pretrained(out_dir)
@@ -250,4 +258,27 @@ class CausalLM:
             "train_tokens": tokens,
             "train_seconds": round(seconds, 1),
             "train_tokens_per_s": round(tokens / seconds, 1) if seconds else 0.0,
+            "trained_parameters": sum(p.numel() for p in trainable),
         }
+
+    def _unfreeze_top(self, share: float) -> list[torch.nn.Parameter]:
+        layers = self.model.get_decoder().layers
+        first = len(layers) - max(1, round(share * len(layers)))
+        for p in self.model.parameters():
+            p.requires_grad_(share >= 1.0)
+        if share < 1.0:
+            for layer in layers[first:]:
+                for p in layer.parameters():
+                    p.requires_grad_(True)
+            for p in self.model.get_decoder().norm.parameters():
+                p.requires_grad_(True)
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def _target_loss(self, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy on target tokens only, projecting just those positions onto the vocabulary
+        (the 49k-word output layer over every prompt token would otherwise cost ~20 % of the step)."""
+        hidden = self.model.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+        targets = labels[:, 1:]
+        keep = targets != -100
+        logits = self.model.get_output_embeddings()(hidden[:, :-1][keep])
+        return torch.nn.functional.cross_entropy(logits.float(), targets[keep])

@@ -101,7 +101,8 @@ class WeakSupervisionTeacher:
         self, titles: Sequence[str], texts: Sequence[str], progress: Progress | None = None
     ) -> list[str]:
         prompts = [
-            self.lm.chat_prompt(describe_document_prompt(t, x)) + "This text" for t, x in zip(titles, texts, strict=False)
+            self.lm.chat_prompt(describe_document_prompt(t, x)) + "This text"
+            for t, x in zip(titles, texts, strict=False)
         ]
         completions = self.lm.generate(prompts, max_new_tokens=40, progress=progress)
         out = []
@@ -139,9 +140,13 @@ class WeakSupervisionTeacher:
         return SilverInstantiation(instruction, marker, "ok", fill_sim, float(sims[best]))
 
     def _fill_slots(self, tpl: Template, title: str, document: str) -> tuple[list[str] | None, float]:
-        candidates = list(
-            dict.fromkeys([title] + [s.text for s in gz.find_specific_spans(document, max_spans=60)])
-        )
+        # Names per sentence, so a span never runs across a sentence boundary ("Earth. Specifically").
+        names = [
+            span.text
+            for s, e in split_sentences(document)
+            for span in gz.find_specific_spans(document[s:e], max_spans=12)
+        ]
+        candidates = list(dict.fromkeys([title, *names]))
         candidates = [c for c in candidates if 2 <= len(c) <= 60]
         emb = self.embed(list(tpl.slots) + candidates)
         slot_emb, cand_emb = emb[: tpl.n_slots], emb[tpl.n_slots :]

@@ -90,19 +90,30 @@ def template_literal(template: Template | str) -> str:
     return _SLOT_RE.sub(lambda m: m.group(1).strip(), _as_template(template).text)
 
 
+_ARTICLES = {"a", "an", "the", "some", "any"}
+
+
 def check_generic(template: Template, original_query: str | None) -> None:
-    """Raise ``TemplateError("not_generic")`` when ``template`` did not genericize ``original_query``.
+    """Raise ``TemplateError("vague_slot")`` for a slot that is only an article, and
+    ``TemplateError("not_generic")`` when ``template`` did not genericize ``original_query``.
 
     Rules (all case- and whitespace-insensitive; nothing is checked when the query is unknown):
     (a) a slot description longer than 3 words appears verbatim in the query, i.e. the slot copied the
         specific entity instead of describing it;
     (b) the template with slots replaced by their descriptions equals the query (nothing replaced);
-    (c) the literal text outside the slots still contains a double-quoted ("..." or “...”) phrase of the
+    (c) the template with descriptions filled in is longer than 1.5 × the query + 20 characters;
+    (d) the literal text outside the slots still contains a double-quoted ("..." or “...”) phrase of the
         query: quoted phrases are almost always the specific entity that should have become a slot.
     """
+    for slot in template.slots:
+        if not [w for w in slot.split() if w.casefold() not in _ARTICLES]:
+            raise TemplateError("vague_slot", f"slot describes nothing: {slot!r}")
     if original_query is None:
         return
     query = _fold(original_query)
+    # A template that is far longer than its query rambled on (e.g. copied the description into it).
+    if len(template_literal(template)) > 1.5 * len(original_query) + 20:
+        raise TemplateError("not_generic", "template much longer than the query")
     for slot in template.slots:
         if len(slot.split()) > 3 and _fold(slot) in query:
             raise TemplateError("not_generic", f"slot copies the query: {slot!r}")

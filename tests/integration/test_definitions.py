@@ -35,3 +35,15 @@ def test_lineage_flows_left_to_right():
     up = graph.get(dg.AssetKey("judged_pairs")).parent_keys
     assert dg.AssetKey("instantiated_pairs") in up
     assert dg.AssetKey("judged_pairs") in graph.get(dg.AssetKey("training_corpus")).parent_keys
+
+
+def test_loading_the_definitions_keeps_torch_threads():
+    """Importing the FAISS wrapper must not shrink torch's shared OpenMP pool (it once halved training speed)."""
+    import subprocess
+    import sys
+
+    code = "import torch; n = torch.get_num_threads(); import fi_assets.definitions; print(n, torch.get_num_threads())"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out[0] == out[1]

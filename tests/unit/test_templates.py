@@ -109,3 +109,16 @@ def test_curly_quotes_are_checked():
     query = "Is “The Old Man and the Sea” a good book?"
     with pytest.raises(TemplateError, match="not_generic"):
         check_generic(parse_template("Is “The Old Man and the Sea” a good <fi>type</fi>?"), query)
+
+
+def test_vague_slots_and_rambling_templates_are_rejected():
+    assert validate_template("What is the most common letter in the <fi>a</fi> alphabet?")[1] == "vague_slot"
+    long = (
+        "A book by <fi>a man</fi> is titled <fi>a man</fi> is a book by <fi>a woman</fi> that contains the "
+        "facts needed to answer: A book by a man is a book by a woman?"
+    )
+    assert (
+        validate_template(long, "A book by Barack Obama is titled “The Audacity of” what?")[1]
+        == "not_generic"
+    )
+    assert validate_template("Who wrote <fi>a book</fi>?", "Who wrote Hamlet?")[1] is None
