@@ -31,6 +31,8 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 ui: $(STAMP)
+	@# Skip Dagster's one-time newsletter pop-up.
+	@mkdir -p .nux && test -f .nux/nux.yaml || printf 'seen: 1\n' > .nux/nux.yaml
 	$(VENV)/bin/dagster dev -h 127.0.0.1 -p $${FI_UI_PORT:-3000}
 
 lint: $(STAMP)

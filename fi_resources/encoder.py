@@ -49,7 +49,7 @@ def materialize_tiny_encoder(cache_dir: Path, seed: int = 0) -> Path:
     bert.save_pretrained(raw)
     tok.save_pretrained(raw)
     word = Transformer(str(raw), max_seq_length=256)
-    model = SentenceTransformer(modules=[word, Pooling(word.get_word_embedding_dimension(), "mean")])
+    model = SentenceTransformer(modules=[word, Pooling(word.get_embedding_dimension(), "mean")])
     model.save(str(tmp / "st"))
     (tmp / "st").rename(cache_dir)
     return cache_dir
@@ -65,7 +65,7 @@ class Encoder:
 
     @property
     def dim(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension())
+        return int(self.model.get_embedding_dimension())
 
     @property
     def max_seq_length(self) -> int:

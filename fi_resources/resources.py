@@ -148,7 +148,7 @@ class PipelineSettings(dg.ConfigurableResource):
     keep_score: int = 4
     pretrain_hidden: int = 128
     pretrain_layers: int = 2
-    pretrain_epochs: int = 2
+    pretrain_epochs: int = 40  # the demo corpus is tiny (a few thousand tokens): many passes, same for both
     seed: int = 0
 
     def inbox(self, kind: Literal["queries", "documents"], home: str = "") -> Path:

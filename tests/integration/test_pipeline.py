@@ -15,13 +15,14 @@ from tests.integration.test_definitions import ISSUE_ASSETS
 # Small sizes so the real embedded models finish in a few minutes on 2 cores.
 SMALL = dict(
     max_queries=48,
-    silver_templates=40,
-    genericizer_epochs=1,
+    silver_templates=48,
+    genericizer_epochs=3,
+    student_lr=3e-4,  # few examples: fewer, larger steps
     builtin_shards=2,
     docs_per_shard=3,
     max_document_chars=700,
-    silver_instantiations=8,
-    instantiator_epochs=1,
+    silver_instantiations=16,
+    instantiator_epochs=3,
     embedder_top_k=3,
     pretrain_hidden=32,
     pretrain_layers=1,
