@@ -1,6 +1,7 @@
 """Jobs, the sensor that turns new shard files into partitions, and the schedule that reruns stale work."""
 
 import os
+import time
 
 import dagster as dg
 
@@ -68,17 +69,19 @@ def new_shard_sensor(
     )
 
 
-@dg.schedule(job=shard_job, cron_schedule="0 * * * *", default_status=dg.DefaultScheduleStatus.STOPPED)
+@dg.schedule(job=shard_job, cron_schedule="0 * * * *", default_status=dg.DefaultScheduleStatus.RUNNING)
 def stale_shard_schedule(
     context: dg.ScheduleEvaluationContext, settings: PipelineSettings, warehouse: WarehouseResource
 ) -> list[dg.RunRequest] | dg.SkipReason:
     """Hourly: rerun each shard whose file changed since its documents were materialized, or whose chain
     never finished (a crash mid-run leaves the finished partitions and reruns only the rest)."""
     files = shard_files(settings, warehouse)
+    known = set(context.instance.get_dynamic_partitions(document_shards.name))
     wh = warehouse.get()
     ready = _downstream_ready(warehouse)
     requests = []
-    for shard, mtime in files.items():
+    # New files are the sensor's: the schedule only reruns shards that are already partitions.
+    for shard, mtime in ((s, m) for s, m in files.items() if s in known):
         docs_path = wh.partition_path("documents", shard)
         changed = not docs_path.exists() or os.path.getmtime(docs_path) < mtime
         unfinished = ready and not wh.has_partition("judged_pairs", shard)
@@ -86,7 +89,8 @@ def stale_shard_schedule(
             selection = SHARD_ASSETS if ready else SHARD_ASSETS[:2]
             requests.append(
                 dg.RunRequest(
-                    run_key=f"{shard}:{mtime}:{context.scheduled_execution_time}",
+                    # One request per shard version per hour: a tick that fires twice does not double up.
+                    run_key=f"{shard}:{mtime}:{int(time.time() // 3600)}",
                     partition_key=shard,
                     asset_selection=[dg.AssetKey(a) for a in selection],
                 )

@@ -176,3 +176,34 @@ def test_malformed_shard_fails_clearly_and_keeps_other_partitions(tmp_path, mode
     wh = resources["warehouse"].get()
     assert len(wh.read_table("documents", ["good"])) == 1
     assert not wh.has_partition("documents", "bad")
+
+
+def test_schedule_reruns_only_changed_or_unfinished_shards(tmp_path, model_cache):
+    resources = build_resources("tiny", home=str(tmp_path))
+    with dg.instance_for_test() as instance:  # schedules need an instance they can re-open by reference
+        _check_schedule(resources, instance, resources["settings"].inbox("documents", str(tmp_path)))
+
+
+def _check_schedule(resources, instance, inbox):
+    import os
+    import time
+
+    from fi_assets.automation import stale_shard_schedule
+
+    for name in ("a", "b", "new"):
+        (inbox / f"{name}.jsonl").write_text(
+            json.dumps({"title": name, "text": "Long enough text. " * 30}) + "\n"
+        )
+    instance.add_dynamic_partitions("document_shards", ["a", "b"])
+    for shard in ("a", "b"):
+        assert dg.materialize(
+            all_assets, selection=["documents"], partition_key=shard, instance=instance, resources=resources
+        ).success
+    ctx = dg.build_schedule_context(
+        instance=instance, resources={k: resources[k] for k in ("settings", "warehouse")}
+    )
+    assert isinstance(stale_shard_schedule(ctx), dg.SkipReason)  # "new" is the sensor's, a and b are fresh
+    later = time.time() + 10
+    os.utime(inbox / "b.jsonl", (later, later))  # the user replaced shard b's file
+    requests = stale_shard_schedule(ctx)
+    assert [r.partition_key for r in requests] == ["b"]
