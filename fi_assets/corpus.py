@@ -22,7 +22,7 @@ corpus_refresh = dg.AutomationCondition.on_cron("0 3 * * *")  # nightly, once ev
 def training_corpus(
     judged_pairs: pd.DataFrame, documents: pd.DataFrame, models: ModelsResource, settings: PipelineSettings
 ) -> dg.Output[pd.DataFrame]:
-    """Kept pairs under the paper's budget: a document's pairs never outnumber its own tokens (with rollover)."""
+    """Kept pairs under the paper's budget: a document's pairs never exceed its own token count (with rollover)."""
     tok = models.tokenizer()
     kept = judged_pairs[judged_pairs["kept"]] if len(judged_pairs) else judged_pairs
     kept = kept.assign(

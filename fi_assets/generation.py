@@ -31,6 +31,9 @@ PAIR_COLUMNS = [
 ]  # fmt: skip
 
 
+SILVER_COLUMNS = ["doc_id", "template_id", "prompt", "target", "reason", "deliberately_incompatible"]
+
+
 @dg.asset(group_name=GROUP, code_version="1", pool=LM_POOL, kinds={"duckdb"})
 def silver_instantiations(
     document_matches: pd.DataFrame,
@@ -61,9 +64,7 @@ def silver_instantiations(
         rows.append(
             _silver_row(doc_id, template_id, tpl, docs.at[doc_id, "text"], "null", "incompatible", True)
         )
-    columns = ["doc_id", "template_id", "prompt", "target", "reason", "deliberately_incompatible", "teacher"]
-    df = pd.DataFrame(rows, columns=columns[:-1])
-    df["teacher"] = teacher.name
+    df = pd.DataFrame(rows, columns=SILVER_COLUMNS).assign(teacher=teacher.name)
     usable = df["target"].notna()
     return dg.Output(
         df,
