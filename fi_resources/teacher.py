@@ -184,10 +184,14 @@ class LikelihoodJudge:
         emb_a = self.encoder.encode(list(answers))
         rel = (emb_i * emb_a).sum(1)
         out = []
-        for a, b, r in zip(lp_with, lp_without, rel, strict=True):
+        for a, b, r, ans in zip(lp_with, lp_without, rel, answers, strict=True):
             gain = float(a - b)
             out.append(
-                {"instruction_gain": gain, "relevance": float(r), "judge_score": rubric_score(gain, float(r))}
+                {
+                    "instruction_gain": gain,
+                    "relevance": float(r),
+                    "judge_score": rubric_score(gain, float(r), ans),
+                }
             )
         return out
 

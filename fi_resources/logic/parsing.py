@@ -92,12 +92,16 @@ def format_genericizer_target(template: str, description: str) -> str:
     )
 
 
+_MARKUP = re.compile(r"</?(?:fi|excerpt)>|<\.\.\.>", re.IGNORECASE)
+
+
 def parse_instantiator_output(text: str) -> tuple[str, str] | None:
     """Parse ``null`` (returns None) or ``Instruction: ...`` / ``Answer: ...`` into (instruction, markup).
 
     The instruction is the text between the ``Instruction:`` and ``Answer:`` lines (normally one line);
     the answer is everything after ``Answer:``, cut where a line starts with ``Instruction:`` (the model
-    beginning another pair). Reasons: ``empty_output``, ``missing_instruction``, ``missing_answer``.
+    beginning another pair). Reasons: ``empty_output``, ``missing_instruction``, ``markup_in_instruction``,
+    ``missing_answer``.
     """
     stripped = text.strip()
     if not stripped:
@@ -113,6 +117,9 @@ def parse_instantiator_output(text: str) -> tuple[str, str] | None:
     instruction = stripped[instruction_at.end() : answer_at.start()].strip()
     if not instruction:
         raise OutputError("missing_instruction")
+    if _MARKUP.search(instruction):
+        # The instruction must be plain text: leftover <fi> slots or <excerpt> markers mean a broken fill.
+        raise OutputError("markup_in_instruction")
     answer = stripped[answer_at.end() :]
     next_pair = _INSTRUCTION_LINE.search(answer)
     if next_pair is not None:

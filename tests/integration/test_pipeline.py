@@ -71,6 +71,7 @@ def test_pairs_carry_lineage_back_to_document_and_template(embedded_run):
     statuses = wh.query("SELECT status, count(*) n FROM instantiated_pairs GROUP BY 1")
     assert set(statuses["status"]) <= {
         "ok", "low_grounding", "refused_null", "unknown_excerpt", "ambiguous_excerpt", "unbalanced_excerpt_tags",
+        "markup_in_instruction",
         "empty_excerpt", "empty_answer", "missing_instruction", "missing_answer", "empty_output",
     }  # fmt: skip
     for row in joined.itertuples():
