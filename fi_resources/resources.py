@@ -148,7 +148,7 @@ class PipelineSettings(dg.ConfigurableResource):
     keep_score: int = 4
     pretrain_hidden: int = 128
     pretrain_layers: int = 2
-    # The demo corpus is ~2k tokens: measured held-out loss is best at 10 passes of {4, 10, 20, 40} (40 overfits
+    # The demo corpus is ~2k tokens: measured held-out loss was best at 10 passes of {4, 10, 20, 40} (40 overfits
     # to worse than uniform). Both checkpoints get the same number of passes over the same token count.
     pretrain_epochs: int = 10
     seed: int = 0
