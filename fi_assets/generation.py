@@ -103,7 +103,14 @@ def instantiator(
         raise dg.Failure("no silver instantiations to train the instantiator on")
     examples = [(p, " " + t) for p, t in zip(train["prompt"], train["target"], strict=True)]
     return train_student(
-        context, "instantiator", examples, settings.instantiator_epochs, 4, models, settings, warehouse
+        context,
+        "instantiator",
+        examples,
+        epochs=settings.instantiator_epochs,
+        batch_size=4,
+        models=models,
+        settings=settings,
+        warehouse=warehouse,
     )
 
 

@@ -93,7 +93,14 @@ def genericizer(
         )
     ]
     return train_student(
-        context, "genericizer", examples, settings.genericizer_epochs, 8, models, settings, warehouse
+        context,
+        "genericizer",
+        examples,
+        epochs=settings.genericizer_epochs,
+        batch_size=8,
+        models=models,
+        settings=settings,
+        warehouse=warehouse,
     )
 
 

@@ -8,6 +8,7 @@ methods.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 from collections.abc import Callable, Sequence
@@ -48,6 +49,19 @@ class SilverInstantiation:
     reason: str  # "ok" or why the teacher refused (null target)
     fill_similarity: float
     answer_similarity: float
+
+
+@functools.lru_cache(maxsize=512)
+def document_parts(document: str) -> tuple[tuple[tuple[int, int], ...], tuple[str, ...]]:
+    """Answer windows (single sentences and adjacent pairs under 600 chars) and candidate slot fillers of a
+    document. Cached: one document is instantiated with several templates."""
+    sentences = split_sentences(document)
+    windows = list(sentences) + [
+        (a[0], b[1]) for a, b in zip(sentences, sentences[1:], strict=False) if b[1] - a[0] < 600
+    ]
+    # Names per sentence, so a span never runs across a sentence boundary ("Earth. Specifically").
+    names = [span.text for s, e in sentences for span in gz.find_specific_spans(document[s:e], max_spans=12)]
+    return tuple(windows), tuple(names)
 
 
 class WeakSupervisionTeacher:
@@ -121,12 +135,9 @@ class WeakSupervisionTeacher:
         if fillers is None:
             return SilverInstantiation(None, None, "no_filler", fill_sim, 0.0)
         instruction = fill_template(tpl, fillers)
-        sentences = split_sentences(document)
-        if not sentences:
+        windows, _ = document_parts(document)
+        if not windows:
             return SilverInstantiation(None, None, "no_sentences", fill_sim, 0.0)
-        windows = [(s, e) for s, e in sentences] + [
-            (a[0], b[1]) for a, b in zip(sentences, sentences[1:], strict=False) if b[1] - a[0] < 600
-        ]
         emb = self.embed([instruction] + [document[s:e] for s, e in windows])
         sims = emb[1:] @ emb[0]
         best = int(np.argmax(sims))
@@ -140,14 +151,8 @@ class WeakSupervisionTeacher:
         return SilverInstantiation(instruction, marker, "ok", fill_sim, float(sims[best]))
 
     def _fill_slots(self, tpl: Template, title: str, document: str) -> tuple[list[str] | None, float]:
-        # Names per sentence, so a span never runs across a sentence boundary ("Earth. Specifically").
-        names = [
-            span.text
-            for s, e in split_sentences(document)
-            for span in gz.find_specific_spans(document[s:e], max_spans=12)
-        ]
-        candidates = list(dict.fromkeys([title, *names]))
-        candidates = [c for c in candidates if 2 <= len(c) <= 60]
+        _, names = document_parts(document)
+        candidates = [c for c in dict.fromkeys([title, *names]) if 2 <= len(c) <= 60]
         emb = self.embed(list(tpl.slots) + candidates)
         slot_emb, cand_emb = emb[: tpl.n_slots], emb[tpl.n_slots :]
         sims = slot_emb @ cand_emb.T
