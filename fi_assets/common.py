@@ -33,6 +33,19 @@ def progress_logger(context: dg.AssetExecutionContext, what: str) -> Callable[[i
     return report
 
 
+def backend_metadata(backend: object) -> dict:
+    """What a generation backend did in this step: cache hits/misses, prompts sent to the model, speed."""
+    meta: dict = {}
+    cache_stats = getattr(backend, "cache_stats", None)
+    if cache_stats is not None:
+        meta.update(cache_stats.as_dict())
+    stats = backend.stats  # type: ignore[attr-defined]
+    meta.setdefault("model_calls", stats.prompts)
+    meta["generation_tokens_per_s"] = round(stats.tokens_per_s, 1)
+    meta["backend"] = getattr(backend, "model_id", "")
+    return meta
+
+
 def text_logger(context: dg.AssetExecutionContext, what: str) -> Callable[[str], None]:
     return lambda msg: context.log.info(f"{what}: {msg}")
 

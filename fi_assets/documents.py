@@ -5,7 +5,14 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from fi_assets.common import LM_POOL, counts_md, document_shards, md_sample, progress_logger
+from fi_assets.common import (
+    LM_POOL,
+    backend_metadata,
+    counts_md,
+    document_shards,
+    md_sample,
+    progress_logger,
+)
 from fi_resources.resources import ModelsResource, PipelineSettings, WarehouseResource
 from fi_resources.sources import INPUT_SUFFIXES, InputFileError, read_document_shard
 
@@ -73,6 +80,7 @@ def document_descriptions(
         metadata={
             "rows": len(df),
             "fallback_descriptions": fallback,
+            **backend_metadata(teacher.lm),
             "sample": md_sample(df.merge(documents[["doc_id", "title"]]), ["title", "description"]),
         },
     )

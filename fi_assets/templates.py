@@ -5,7 +5,7 @@ from collections import Counter
 import dagster as dg
 import pandas as pd
 
-from fi_assets.common import LM_POOL, counts_md, md_sample, progress_logger, train_student
+from fi_assets.common import LM_POOL, backend_metadata, counts_md, md_sample, progress_logger, train_student
 from fi_resources.logic.parsing import OutputError, format_genericizer_target, parse_genericizer_output
 from fi_resources.logic.prompts import PROMPT_VERSION, genericizer_prompt
 from fi_resources.logic.templates import validate_template
@@ -69,6 +69,7 @@ def silver_templates(
             "valid_templates": len(valid),
             "valid_share": round(len(valid) / max(1, len(df)), 3),
             "outcomes": counts_md(dict(reasons)),
+            **backend_metadata(teacher.lm),
             "sample": md_sample(valid, ["query", "template", "compatible_document_description"]),
         },
     )
@@ -115,7 +116,7 @@ def query_templates(
     """The template bank: the student genericizer run over the queries; outputs validated by the <fi> grammar."""
     n = len(user_queries) if settings.max_queries <= 0 else min(settings.max_queries, len(user_queries))
     todo = user_queries.sample(n=n, random_state=settings.seed + 1).sort_index()
-    student = models.lm(genericizer.path)
+    student = models.backend("genericizer", genericizer.path, version=genericizer.data_version)
     raw = student.generate(
         [genericizer_prompt(q) for q in todo["query"]],
         max_new_tokens=96,
@@ -151,7 +152,6 @@ def query_templates(
     df = pd.DataFrame(rows)
     valid = df[df["valid"]]
     dupes = valid.duplicated("template").sum()
-    stats = student.stats
     return dg.Output(
         df,
         metadata={
@@ -164,7 +164,7 @@ def query_templates(
             "slot_count_distribution": dg.MetadataValue.json(
                 {str(k): int(v) for k, v in valid["n_slots"].value_counts().sort_index().items()}
             ),
-            "generation_tokens_per_s": round(stats.tokens_per_s, 1),
+            **backend_metadata(student),
             "sample": md_sample(valid, ["query", "template", "compatible_document_description"]),
         },
     )

@@ -10,13 +10,24 @@ from typing import Literal
 import dagster as dg
 from filelock import FileLock
 
+from fi_resources.backends import Backend, HTTPBackend, HTTPConfig, LocalBackend
+from fi_resources.cache import CachedBackend, ResponseCache
 from fi_resources.encoder import Encoder, materialize_tiny_encoder, minilm_dir
 from fi_resources.lm import CausalLM, materialize_smollm2, materialize_tiny_lm
 from fi_resources.teacher import LikelihoodJudge, WeakSupervisionTeacher
 from fi_resources.warehouse import Warehouse, default_home
 
 PROFILES = ("embedded", "tiny", "paper")
+ROLES = ("teacher", "judge", "genericizer", "instantiator")
 _CACHE: dict[tuple[str, str], object] = {}
+
+# The paper's models (Patel et al. 2026); each can be overridden by a resource field or the env variable.
+PAPER_DEFAULTS = {
+    "teacher_model": ("FI_TEACHER_MODEL", "meta-llama/Llama-3.3-70B-Instruct"),
+    "judge_model": ("FI_JUDGE_MODEL", "flowaicom/Flow-Judge-v0.1"),
+    "encoder_name": ("FI_ENCODER", "BAAI/bge-m3"),
+    "student_base": ("FI_STUDENT_BASE", "meta-llama/Llama-3.2-1B-Instruct"),
+}
 
 
 def fi_home(configured: str = "") -> Path:
@@ -33,19 +44,93 @@ class WarehouseResource(dg.ConfigurableResource):
 
 
 class ModelsResource(dg.ConfigurableResource):
-    """The models of one profile, by role: teacher, student base, encoder, judge."""
+    """The models of one profile, by role: teacher, students (genericizer, instantiator), encoder, judge.
+
+    `embedded`/`tiny` run every model in-process. `paper` serves the teacher and judge from
+    OpenAI-compatible endpoints (vLLM, llama.cpp server, Ollama, `python -m fi_resources.serve`), loads
+    BGE-M3 by name and fine-tunes a 1B student base; students generate in-process unless `student_base_url`
+    points at a served copy. Empty fields fall back to the FI_* environment variables named below.
+    """
 
     profile: str = "embedded"
     home: str = ""
+    llm_base_url: str = ""  # teacher endpoint, e.g. http://gpu-host:8000/v1 (FI_LLM_BASE_URL)
+    teacher_model: str = ""  # served teacher name (FI_TEACHER_MODEL)
+    # Tokenizer whose chat template formats prefix-forced teacher prompts (FI_TEACHER_TOKENIZER; default:
+    # teacher_model, loaded by name)
+    teacher_tokenizer: str = ""
+    judge_base_url: str = ""  # judge endpoint (FI_JUDGE_BASE_URL; default: llm_base_url)
+    judge_model: str = ""  # served judge name (FI_JUDGE_MODEL)
+    # A server holding copies of the fine-tuned students, served under their artifact paths (FI_STUDENT_BASE_URL)
+    student_base_url: str = ""
+    encoder_name: str = ""  # paper encoder (FI_ENCODER)
+    student_base: str = ""  # paper student base model (FI_STUDENT_BASE)
+    llm_concurrency: int = 8  # HTTP requests in flight per backend
+    llm_timeout_s: float = 300.0  # per HTTP request
+    llm_max_retries: int = 5
+    response_cache: bool = True  # answer repeated prompts from $FI_HOME/cache/responses.sqlite
 
     def _check(self) -> None:
-        if self.profile == "paper":
-            raise NotImplementedError(
-                "profile 'paper' (BGE-M3, a vLLM-served teacher, Flow-Judge) needs the OpenAI-compatible LLM "
-                "backend, which is not built yet; use 'embedded' or 'tiny'"
-            )
         if self.profile not in PROFILES:
             raise ValueError(f"unknown profile {self.profile!r}; choose one of {PROFILES}")
+
+    def _setting(self, name: str, env: str, default: str = "") -> str:
+        value = getattr(self, name) or os.environ.get(env, "")
+        if not value and self.profile == "paper" and name in PAPER_DEFAULTS:
+            value = PAPER_DEFAULTS[name][1]
+        return value or default
+
+    def _paper(self, name: str) -> str:
+        return self._setting(name, PAPER_DEFAULTS[name][0])
+
+    # ---- generation backends ------------------------------------------------------------------
+    def backend(self, role: str, path: str | Path | None = None, version: str = "") -> Backend:
+        """The text generator of a role. `path` (students): the fine-tuned model folder; `version`: its data
+        version (else the cache hashes the weights). Wrapped in the response cache unless turned off."""
+        self._check()
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}; choose one of {ROLES}")
+        if role in ("genericizer", "instantiator") and path is None:
+            raise ValueError(f"role {role!r} needs the path of the fine-tuned student")
+        inner = self._http_backend(role, path, version) or LocalBackend(
+            self.lm(path), batch_size=16 if role != "instantiator" else 8, version=version
+        )
+        if not self.response_cache:
+            return inner
+        return CachedBackend(inner, ResponseCache(fi_home(self.home) / "cache" / "responses.sqlite"))
+
+    def _http_backend(self, role: str, path: str | Path | None, version: str) -> HTTPBackend | None:
+        common = dict(
+            concurrency=self.llm_concurrency, timeout_s=self.llm_timeout_s, max_retries=self.llm_max_retries
+        )
+        common["api_key"] = os.environ.get("FI_LLM_API_KEY", "")  # a secret: from the environment only
+        if role in ("genericizer", "instantiator"):
+            url = self._setting("student_base_url", "FI_STUDENT_BASE_URL")
+            if not url:
+                return None  # fine-tuned students generate in-process
+            # vLLM (and fi_resources.serve) name a served folder by its path.
+            return HTTPBackend(HTTPConfig(url, str(path), version=version, **common))
+        if self.profile != "paper":
+            return None
+        if role == "teacher":
+            url = self._setting("llm_base_url", "FI_LLM_BASE_URL")
+            model = self._paper("teacher_model")
+            tokenizer = self._setting("teacher_tokenizer", "FI_TEACHER_TOKENIZER", model)
+        else:
+            url = self._setting("judge_base_url", "FI_JUDGE_BASE_URL") or self._setting(
+                "llm_base_url", "FI_LLM_BASE_URL"
+            )
+            model, tokenizer = self._paper("judge_model"), ""
+        if not url:
+            raise ValueError(
+                f"profile 'paper' serves the {role} ({model}) from an OpenAI-compatible server: set "
+                f"ModelsResource.llm_base_url or FI_LLM_BASE_URL (e.g. http://gpu-host:8000/v1 of `vllm serve {model}`)"
+            )
+        endpoint = "completions" if role == "teacher" else "chat"
+        version = os.environ.get(f"FI_{role.upper()}_VERSION", "")
+        return HTTPBackend(
+            HTTPConfig(url, model, endpoint=endpoint, tokenizer=tokenizer, version=version, **common)
+        )
 
     @property
     def cache_dir(self) -> Path:
@@ -62,12 +147,16 @@ class ModelsResource(dg.ConfigurableResource):
             return self._base_lm_path()
 
     def _base_lm_path(self) -> Path:
+        if self.profile == "paper":
+            return Path(self._paper("student_base"))  # a hub name or a local folder
         if self.profile == "tiny":
             return materialize_tiny_lm(self.cache_dir / "tiny-llama")
         return materialize_smollm2(self.cache_dir / "smollm2-135m-instruct")
 
     def base_encoder_path(self) -> Path:
         self._check()
+        if self.profile == "paper":
+            return Path(self._paper("encoder_name"))
         if self.profile == "tiny":
             with FileLock(str(self.cache_dir / "build.lock")):
                 return materialize_tiny_encoder(self.cache_dir / "tiny-encoder")
@@ -77,7 +166,7 @@ class ModelsResource(dg.ConfigurableResource):
         """A shared (cached) LM for inference: the base model, or a fine-tuned student at `path`."""
         key = ("lm", str(path or self.base_lm_path()))
         if key not in _CACHE:
-            _CACHE[key] = CausalLM(key[1], name=Path(key[1]).name)
+            _CACHE[key] = _load("language model", key[1], lambda: CausalLM(key[1], name=Path(key[1]).name))
         return _CACHE[key]  # type: ignore[return-value]
 
     def tokenizer(self):
@@ -91,30 +180,60 @@ class ModelsResource(dg.ConfigurableResource):
 
     def fresh_lm(self) -> CausalLM:
         """An uncached copy of the base LM to fine-tune (fine-tuning mutates weights)."""
-        return CausalLM(self.base_lm_path())
+        base = str(self.base_lm_path())
+        return _load("language model", base, lambda: CausalLM(base))
 
     def encoder(self, path: str | Path | None = None) -> Encoder:
         key = ("encoder", str(path or self.base_encoder_path()))
         if key not in _CACHE:
-            _CACHE[key] = Encoder(key[1])
+            _CACHE[key] = _load("encoder", key[1], lambda: Encoder(key[1]))
         return _CACHE[key]  # type: ignore[return-value]
 
     def fresh_encoder(self) -> Encoder:
-        return Encoder(self.base_encoder_path())
+        base = str(self.base_encoder_path())
+        return _load("encoder", base, lambda: Encoder(base))
 
     def teacher_for(self, settings: "PipelineSettings") -> WeakSupervisionTeacher:
         return self.teacher(settings.teacher_fill_threshold, settings.teacher_answer_threshold)
 
     def teacher(self, fill_threshold: float = 0.15, answer_threshold: float = 0.3) -> WeakSupervisionTeacher:
-        return WeakSupervisionTeacher(self.lm(), self.encoder(), fill_threshold, answer_threshold)
+        # The teacher's completions go through the role's backend (in-process or served, cached).
+        return WeakSupervisionTeacher(
+            self.backend("teacher"), self.encoder(), fill_threshold, answer_threshold
+        )
 
     def judge(self) -> LikelihoodJudge:
         return LikelihoodJudge(self.lm(), self.encoder())
 
     def model_names(self) -> dict[str, str]:
+        if self.profile == "paper":
+            return {
+                "profile": self.profile,
+                "lm": self._paper("student_base"),
+                "encoder": self._paper("encoder_name"),
+                "teacher": self._paper("teacher_model"),
+                "judge": self._paper("judge_model"),
+            }
         base = "SmolLM2-135M-Instruct" if self.profile == "embedded" else "tiny-llama (random)"
         enc = "all-MiniLM-L6-v2" if self.profile == "embedded" else "tiny-bert (random)"
         return {"profile": self.profile, "lm": base, "encoder": enc}
+
+
+def _load(kind: str, name: str, loader):
+    """Load a model; a hub name that cannot be fetched (offline, gated, misspelt) fails with the fix."""
+    try:
+        return loader()
+    except OSError as exc:
+        if Path(name).exists():
+            raise
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
+        hint = (
+            "HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set, so it must already be in the Hugging Face cache "
+            f"(`huggingface-cli download {name}` on a connected machine)"
+            if offline
+            else "check the name, your network and (for gated models) `huggingface-cli login`"
+        )
+        raise RuntimeError(f"cannot load the {kind} {name!r} by name: {hint}. Cause: {exc}") from exc
 
 
 class PipelineSettings(dg.ConfigurableResource):
