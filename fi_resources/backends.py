@@ -125,7 +125,7 @@ class HTTPConfig:
     model: str  # the served model name
     endpoint: Literal["completions", "chat"] = "completions"
     concurrency: int = 8  # requests in flight at once
-    timeout_s: float = 120.0  # per request
+    timeout_s: float = 120.0  # per request: to connect, and between bytes of the answer
     max_retries: int = 5  # after the first attempt, on connection errors, timeouts, 429 and 5xx
     backoff_s: float = 0.5  # first retry delay; doubles each retry, with jitter, capped at backoff_max_s
     backoff_max_s: float = 8.0
@@ -258,7 +258,11 @@ class HTTPBackend:
                 self.stats.requests += 1
             try:
                 r = self._session().post(self.url, json=body, timeout=c.timeout_s)
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+            ) as exc:
                 last = f"{type(exc).__name__}: {exc}"
                 continue
             if r.status_code in _RETRY_STATUS:

@@ -280,3 +280,46 @@ def test_rerun_of_a_generation_asset_makes_no_model_call(fi_home, tiny_lm_path):
         runs.append({k: getattr(v, "value", v) for k, v in out.metadata.items()})
     assert (runs[0]["model_calls"], runs[0]["cache_misses"], runs[0]["cache_hits"]) == (5, 5, 0)
     assert (runs[1]["model_calls"], runs[1]["cache_misses"], runs[1]["cache_hits"]) == (0, 0, 5)
+
+
+def test_rerun_of_descriptions_and_instantiations_makes_no_model_call(fi_home, tiny_lm_path):
+    """Both other generation assets, run twice on a few rows with the tiny models."""
+    import dagster as dg
+
+    from fi_assets.documents import document_descriptions
+    from fi_assets.generation import instantiated_pairs
+    from fi_resources.resources import ModelsResource, PipelineSettings
+    from fi_resources.warehouse import Artifact
+
+    docs = pd.DataFrame(
+        {
+            "doc_id": ["d1", "d2"],
+            "shard": "s",
+            "title": ["Paris", "Moon"],
+            "text": ["Paris is the capital of France. It lies on the Seine.", "The Moon orbits the Earth."],
+        }
+    )
+    matches = pd.DataFrame(
+        {
+            "match_id": ["m1", "m2", "m3"],
+            "doc_id": ["d1", "d2", "d1"],
+            "shard": "s",
+            "template_id": ["t1", "t2", "t2"],
+            "query_id": ["q1", "q2", "q2"],
+            "template": ["What is <fi>city</fi>?", "How far is <fi>body</fi>?", "How far is <fi>body</fi>?"],
+        }
+    )
+    models, settings = ModelsResource(profile="tiny"), PipelineSettings()
+    student = Artifact(str(tiny_lm_path), data_version="tiny")
+    meta = []
+    for _ in range(2):
+        with dg.build_asset_context() as context:
+            d = document_descriptions(context, docs, models, settings)
+        with dg.build_asset_context() as context:
+            p = instantiated_pairs(context, matches, docs, student, models, settings)
+        meta.append([{k: getattr(v, "value", v) for k, v in o.metadata.items()} for o in (d, p)])
+        assert len(d.value) == 2 and len(p.value) == 3
+    (d1, p1), (d2, p2) = meta
+    assert (d1["model_calls"], p1["model_calls"]) == (2, 3)
+    assert (d2["model_calls"], d2["cache_hits"], p2["model_calls"], p2["cache_hits"]) == (0, 2, 0, 3)
+    assert p1["decoded_tokens"] == p2["decoded_tokens"] > 0
