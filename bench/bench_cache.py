@@ -21,7 +21,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from fi_resources.backends import HTTPBackend, HTTPConfig, LocalBackend  # noqa: E402
+from fi_resources.backends import BackendStats, HTTPBackend, HTTPConfig, LocalBackend  # noqa: E402
 from fi_resources.cache import CachedBackend, ResponseCache  # noqa: E402
 from fi_resources.lm import CausalLM, materialize_smollm2  # noqa: E402
 from fi_resources.logic.prompts import instantiator_prompt  # noqa: E402
@@ -43,6 +43,35 @@ def workload(warehouse: Path, n: int) -> tuple[list[str], int, Path | None, str]
         return prompts[:n], 80, artifacts[-1], f"instantiated_pairs prompts of {warehouse}"
     rows = [json.loads(line) for line in SHARED.read_text(encoding="utf8").splitlines()][:n]
     return [r["prompt"] for r in rows], 48, None, f"{SHARED.name} (chat template applied)"
+
+
+class NoModel:
+    """Answers instantly: what is left of a run's time is the cache's own cost."""
+
+    model_id = "no-model"
+
+    def __init__(self) -> None:
+        self.stats = BackendStats()
+
+    def cache_identity(self) -> dict:
+        return {"kind": "none", "model": "no-model", "version": "0"}
+
+    def chat_prompt(self, user: str) -> str:
+        return user
+
+    def generate(self, prompts, max_new_tokens=48, stop=None, progress=None):
+        self.stats.prompts += len(prompts)
+        return [p[-max_new_tokens:] for p in prompts]
+
+
+def cache_overhead(prompts: list[str], n: int = 2000) -> tuple[float, float]:
+    """Microseconds per prompt of a cold run (look-up + store) and a rerun (look-up), with no model."""
+    many = [f"{i} {prompts[i % len(prompts)]}" for i in range(n)]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "responses.sqlite"
+        _, cold = timed(CachedBackend(NoModel(), ResponseCache(path)), many, 80)
+        _, warm = timed(CachedBackend(NoModel(), ResponseCache(path)), many, 80)
+    return cold / n * 1e6, warm / n * 1e6
 
 
 def timed(backend: CachedBackend, prompts: list[str], max_new_tokens: int) -> tuple[list[str], float]:
@@ -84,6 +113,11 @@ def main() -> None:
         )
     print(
         f"rerun speed-up: {t1 / t2:.0f}x   identical outputs: {sum(a == b for a, b in zip(out1, out2, strict=True))}/{len(prompts)}"
+    )
+    cold_us, warm_us = cache_overhead(prompts)
+    print(
+        f"cache overhead without a model (2000 prompts): {cold_us:.0f} us/prompt cold (look-up + store), "
+        f"{warm_us:.0f} us/prompt rerun"
     )
 
 

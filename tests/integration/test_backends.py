@@ -124,11 +124,14 @@ def test_outputs_equal_the_local_backend(server, tiny_lm_path):
 
 
 def test_concurrency_bound_is_respected(server, tiny_lm_path):
-    metrics(server, reset_peak=True)
+    before = metrics(server, reset_peak=True)
     http = HTTPBackend(HTTPConfig(server, str(tiny_lm_path), concurrency=3))
     http.generate(PROMPTS * 3, max_new_tokens=6)
-    peak = metrics(server)["max_in_flight"]
-    assert 1 < peak <= 3
+    after = metrics(server)
+    assert 1 < after["max_in_flight"] <= 3
+    # Requests waiting while the model is busy are decoded together in the next batch.
+    assert after["batched_prompts"] - before["batched_prompts"] == 24
+    assert after["batches"] - before["batches"] < 24
 
 
 def test_cache_hit_on_rerun_makes_no_request(server, tiny_lm_path, tmp_path):
@@ -323,3 +326,14 @@ def test_rerun_of_descriptions_and_instantiations_makes_no_model_call(fi_home, t
     assert (d1["model_calls"], p1["model_calls"]) == (2, 3)
     assert (d2["model_calls"], d2["cache_hits"], p2["model_calls"], p2["cache_hits"]) == (0, 2, 0, 3)
     assert p1["decoded_tokens"] == p2["decoded_tokens"] > 0
+
+
+def test_paper_encoder_by_name_fails_clearly_offline(monkeypatch, tmp_path):
+    from fi_resources.resources import ModelsResource
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("FI_ENCODER", raising=False)
+    with pytest.raises(
+        RuntimeError, match="encoder 'BAAI/bge-m3' by name.*huggingface-cli download BAAI/bge-m3"
+    ):
+        ModelsResource(profile="paper", home=str(tmp_path)).encoder()
