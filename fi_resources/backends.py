@@ -151,6 +151,14 @@ class HTTPConfig:
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
+def _retry_after(value: str | None, cap_s: float = 60.0) -> float:
+    """Seconds from a Retry-After header given in seconds (HTTP dates are ignored: backoff applies)."""
+    try:
+        return min(cap_s, max(0.0, float(value))) if value else 0.0
+    except ValueError:
+        return 0.0
+
+
 class HTTPBackend:
     """Completions from an OpenAI-compatible server: one prompt per request, `concurrency` requests at once.
 
@@ -247,11 +255,13 @@ class HTTPBackend:
         c = self.config
         body = self._body(prompt, max_new_tokens, stop)
         last: str = ""
+        wait_at_least = 0.0
         for attempt in range(c.max_retries + 1):
             if attempt:
-                # Exponential backoff with full jitter, so many workers do not retry in lock-step.
+                # Exponential backoff with jitter, so many workers do not retry in lock-step; a server's
+                # Retry-After (429/503) is honoured up to a minute.
                 delay = min(c.backoff_max_s, c.backoff_s * 2 ** (attempt - 1))
-                time.sleep(random.uniform(delay / 2, delay))
+                time.sleep(max(wait_at_least, random.uniform(delay / 2, delay)))
                 with self._lock:
                     self.stats.retries += 1
             with self._lock:
@@ -267,6 +277,7 @@ class HTTPBackend:
                 continue
             if r.status_code in _RETRY_STATUS:
                 last = f"HTTP {r.status_code}: {r.text[:200]}"
+                wait_at_least = _retry_after(r.headers.get("Retry-After"))
                 continue
             if r.status_code != 200:
                 raise BackendError(f"{self.url} answered HTTP {r.status_code} (not retried): {r.text[:300]}")

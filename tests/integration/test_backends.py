@@ -181,6 +181,7 @@ class Scripted(BaseHTTPRequestHandler):
     """Answers POSTs from a script of (status, body) pairs, repeating the last one."""
 
     script: list[tuple[int, str]] = []
+    headers_out: dict[str, str] = {}
     calls = 0
 
     def log_message(self, *args):
@@ -193,6 +194,8 @@ class Scripted(BaseHTTPRequestHandler):
         cls.calls += 1
         data = body.encode()
         self.send_response(status)
+        for k, v in cls.headers_out.items():
+            self.send_header(k, v)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -200,7 +203,7 @@ class Scripted(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def scripted():
-    handler = type("H", (Scripted,), {"script": [], "calls": 0})
+    handler = type("H", (Scripted,), {"script": [], "calls": 0, "headers_out": {}})
     srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     yield handler, f"http://127.0.0.1:{srv.server_address[1]}"
@@ -230,6 +233,15 @@ def test_retries_on_5xx_and_429(scripted):
     http = HTTPBackend(HTTPConfig(url, "m", backoff_s=0.01))
     assert http.generate(["x"], max_new_tokens=2) == [" fine"]
     assert http.stats.retries == 2 and handler.calls == 3
+
+
+def test_honours_retry_after(scripted):
+    handler, url = scripted
+    handler.script = [(429, "slow down"), (200, GOOD)]
+    handler.headers_out = {"Retry-After": "1"}
+    t0 = time.monotonic()
+    assert HTTPBackend(HTTPConfig(url, "m", backoff_s=0.01)).generate(["x"], max_new_tokens=2) == [" fine"]
+    assert time.monotonic() - t0 >= 1.0
 
 
 def test_paper_profile_routes_generation_to_the_server(server, tiny_lm_path, tmp_path, monkeypatch):
