@@ -256,12 +256,14 @@ class Handler(BaseHTTPRequestHandler):
         try:
             path = self.path.split("?")[0].rstrip("/")
             routes = {"/v1/completions": self.server.completions, "/v1/chat/completions": self.server.chat}
+            # Read the body whatever the route: an unread body would corrupt the next request on this
+            # keep-alive connection.
+            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             if path not in routes:
                 self._error(404, f"no route POST {path}")
                 return
-            length = int(self.headers.get("Content-Length") or 0)
             try:
-                body = json.loads(self.rfile.read(length) or b"null")
+                body = json.loads(raw or b"null")
             except json.JSONDecodeError as exc:
                 self._error(400, f"request body is not JSON: {exc}")
                 return

@@ -349,3 +349,15 @@ def test_paper_encoder_by_name_fails_clearly_offline(monkeypatch, tmp_path):
         RuntimeError, match="encoder 'BAAI/bge-m3' by name.*huggingface-cli download BAAI/bge-m3"
     ):
         ModelsResource(profile="paper", home=str(tmp_path)).encoder()
+
+
+def test_server_rejects_bad_requests_clearly(server, tiny_lm_path):
+    with pytest.raises(BackendError, match="HTTP 404 .not retried.*does not exist"):
+        HTTPBackend(HTTPConfig(server, "no-such-model", max_retries=0)).generate(["x"], max_new_tokens=2)
+    with pytest.raises(BackendError, match="HTTP 400 .*greedy"):
+        HTTPBackend(HTTPConfig(server, str(tiny_lm_path), temperature=0.7)).generate(["x"], max_new_tokens=2)
+    with requests.Session() as s:  # one keep-alive connection: an error must not break the next request
+        assert s.post(f"{server}/nope", json={"a": 1}, timeout=30).status_code == 404
+        assert s.post(f"{server}/completions", data=b"{not json", timeout=30).status_code == 400
+        r = s.post(f"{server}/completions", json={"prompt": ["a", "b"], "max_tokens": 2}, timeout=60)
+        assert r.status_code == 200 and [c["index"] for c in r.json()["choices"]] == [0, 1]
