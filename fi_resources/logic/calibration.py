@@ -78,3 +78,18 @@ def precision_at_k(compatible_per_doc: Sequence[Sequence[bool]], k: int) -> floa
     if not compatible_per_doc:
         return None
     return sum(sum(bool(c) for c in row[:k]) / k for row in compatible_per_doc) / len(compatible_per_doc)
+
+
+def split_documents(doc_ids: Sequence[str], heldout_fraction: float, seed: int) -> set[str]:
+    """Seeded held-out set: round(fraction·n) documents, at least one and never all of them (when there
+    are two or more documents and the fraction is above 0)."""
+    if not 0.0 <= heldout_fraction < 1.0:
+        raise ValueError(f"heldout_fraction must lie in [0, 1), got {heldout_fraction}")
+    import random
+
+    ids = sorted(set(doc_ids))
+    random.Random(seed).shuffle(ids)
+    n = round(len(ids) * heldout_fraction)
+    if heldout_fraction > 0 and len(ids) >= 2:
+        n = max(1, min(n, len(ids) - 1))
+    return set(ids[:n])

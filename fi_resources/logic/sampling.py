@@ -93,3 +93,26 @@ def match_per_embedding(
             taken.add(pick[0])
             chosen.append((e, pick[0], cosine[pick[0]]))
     return chosen
+
+
+def top_per_embedding(
+    hits: Sequence[Sequence[tuple[str, float]]], limit: int
+) -> list[tuple[int, str, float]]:
+    """Deterministic counterpart of ``match_per_embedding`` for evaluation: each embedding in order takes
+    its highest-cosine template not taken yet; cycles over the embeddings until ``limit`` are chosen or the
+    hits run out. Returns ``(embedding index, template_id, cosine)``."""
+    chosen: list[tuple[int, str, float]] = []
+    taken: set[str] = set()
+    cursors = [0] * len(hits)
+    progress = True
+    while len(chosen) < limit and progress:
+        progress = False
+        for e, found in enumerate(hits):
+            while cursors[e] < len(found) and found[cursors[e]][0] in taken:
+                cursors[e] += 1
+            if cursors[e] < len(found) and len(chosen) < limit:
+                template_id, score = found[cursors[e]]
+                taken.add(template_id)
+                chosen.append((e, template_id, score))
+                progress = True
+    return chosen

@@ -32,3 +32,16 @@ def test_pearson_and_precision():
     assert pearson([1, 2], [1, 2]) is None and pearson([1, 1, 1], [1, 2, 3]) is None
     assert precision_at_k([[True, False], [True, True, True]], 2) == pytest.approx(0.75)
     assert precision_at_k([], 6) is None
+
+
+def test_split_documents_is_seeded_and_never_empty_or_total():
+    from fi_resources.logic.calibration import split_documents
+
+    ids = [f"d{i}" for i in range(20)]
+    a = split_documents(ids, 0.25, seed=1)
+    assert len(a) == 5 and a == split_documents(list(reversed(ids)), 0.25, seed=1)
+    assert a != split_documents(ids, 0.25, seed=2)
+    assert len(split_documents(["x", "y"], 0.01, 0)) == 1 and len(split_documents(["x", "y"], 0.9, 0)) == 1
+    assert split_documents(ids, 0.0, 0) == set()
+    with pytest.raises(ValueError):
+        split_documents(ids, 1.0, 0)

@@ -99,3 +99,14 @@ def test_unknown_template_raises():
 
     with pytest.raises(KeyError):
         match_per_embedding([[("zz", 0.9)]], SLOTS, {1: 1}, 0.0, seed=0)
+
+
+def test_top_per_embedding_round_robin_without_duplicates():
+    from fi_resources.logic.sampling import top_per_embedding
+
+    hits = [[("a", 0.9), ("b", 0.8)], [("a", 0.95), ("c", 0.5)], [("b", 0.7)]]
+    assert top_per_embedding(hits, 6) == [(0, "a", 0.9), (1, "c", 0.5), (2, "b", 0.7)]
+    assert top_per_embedding(hits, 2) == [(0, "a", 0.9), (1, "c", 0.5)]
+    assert top_per_embedding([[("a", 0.9), ("b", 0.8), ("c", 0.1)]], 3) == [
+        (0, "a", 0.9), (0, "b", 0.8), (0, "c", 0.1)
+    ]  # fmt: skip
