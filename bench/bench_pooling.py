@@ -16,7 +16,8 @@ paragraph k in its article (held out of the document). Reported for locals vs se
 - corpus recall@1: among every (document, part) vector of the set, is the top hit (own document, part k)?
 - and, for reference, document recall@1 of the global embedding alone.
 
-    .venv/bin/python bench/bench_pooling.py [--docs 64] [--synthetic 40] [--rounds 3] [--batch-size 16]
+    .venv/bin/python bench/bench_pooling.py [--docs 48] [--synthetic 40] [--rounds 3] [--batch-size 16]
+    .venv/bin/python bench/bench_pooling.py --skip-cost --model <local_embedder artifact folder>
 """
 
 import argparse
@@ -154,13 +155,15 @@ def quality(gauss: Encoder, mean: Encoder, articles, n: int, k: int, seed: int) 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--docs", type=int, default=64)
+    parser.add_argument("--docs", type=int, default=48)
     parser.add_argument("--synthetic", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--num-local", type=int, default=5)
     parser.add_argument("--sigma", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", default="", help="a saved GaussianPooling embedder (e.g. local_embedder)")
+    parser.add_argument("--skip-cost", action="store_true")
     args = parser.parse_args()
     import torch
 
@@ -168,9 +171,16 @@ def main() -> None:
     articles = wikipedia_articles()
     mean = Encoder(minilm_dir())
     gauss = Encoder(minilm_dir()).with_gaussian_pooling(args.num_local, args.sigma, 1.0)
-    leads = [d for d in (lead_document(t, 1400) for _, t in articles) if d][: args.docs]
-    cost(mean, gauss, leads, args.num_local, args.rounds, args.batch_size)
-    quality(gauss, mean, articles, args.synthetic, args.num_local, args.seed)
+    if not args.skip_cost:
+        leads = [d for d in (lead_document(t, 1400) for _, t in articles) if d][: args.docs]
+        cost(mean, gauss, leads, args.num_local, args.rounds, args.batch_size)
+    if args.model:
+        # A tuned embedder embeds the queries too (its global side), exactly as it embeds templates.
+        gauss = Encoder(args.model)
+        print(f"\nquality with {args.model} (K={gauss.num_local})")
+        quality(gauss, gauss, articles, args.synthetic, gauss.num_local, args.seed)
+    else:
+        quality(gauss, mean, articles, args.synthetic, args.num_local, args.seed)
 
 
 if __name__ == "__main__":
