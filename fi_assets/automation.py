@@ -20,7 +20,18 @@ SHARD_ASSETS = [
 STAGES: list[tuple[str, list[str], bool]] = [
     ("template_bank", ["user_queries", "silver_templates", "genericizer", "query_templates"], False),
     ("describe_shards", ["documents", "document_descriptions"], True),
-    ("retrieval", ["embedder_pairs", "retrieval_embedder", "template_index"], False),
+    (
+        "retrieval",
+        [
+            "embedder_pairs",
+            "retrieval_embedder",
+            "chunk_labels",
+            "local_embedder",
+            "template_index",
+            "retrieval_eval",
+        ],
+        False,
+    ),
     ("match_shards", ["document_matches"], True),
     ("distill_instantiator", ["silver_instantiations", "instantiator"], False),
     ("generate_shards", ["instantiated_pairs", "judged_pairs"], True),
@@ -46,7 +57,7 @@ def shard_files(settings: PipelineSettings, warehouse: WarehouseResource) -> dic
 
 def _downstream_ready(warehouse: WarehouseResource) -> bool:
     wh = warehouse.get()
-    return all(wh.has_partition(a, None) for a in ("template_index", "instantiator", "retrieval_embedder"))
+    return all(wh.has_partition(a, None) for a in ("template_index", "instantiator", "local_embedder"))
 
 
 @dg.sensor(job=shard_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)

@@ -48,3 +48,71 @@ def complexity_weighted_sample(
             keyed.append((math.log(u) / weight, template_id))
     keyed.sort(key=lambda pair: pair[0], reverse=True)
     return [template_id for _, template_id in keyed[:k]]
+
+
+def embedding_name(index: int) -> str:
+    """0 → 'global', k → 'local_k' (the `embedding` column of document_matches)."""
+    return "global" if index == 0 else f"local_{index}"
+
+
+def match_per_embedding(
+    hits: Sequence[Sequence[tuple[str, float]]],
+    n_slots: Mapping[str, int],
+    target_distribution: Mapping[int, float],
+    threshold: float,
+    seed: int,
+    max_matches: int | None = None,
+) -> list[tuple[int, str, float]]:
+    """The paper's matching rule for one document: one template per embedding, no duplicates.
+
+    ``hits[e]`` are the index hits ``(template_id, cosine)`` of embedding e (0 = global, 1..K = locals).
+    For each embedding in order, the candidates with cosine >= ``threshold`` not yet chosen by an earlier
+    embedding are sampled once with complexity weights (see ``complexity_weighted_sample``), so across
+    documents the `<fi>`-count mix of chosen templates follows ``target_distribution`` wherever the
+    candidates allow. Returns ``(embedding index, template_id, cosine)``, at most ``max_matches`` (default
+    one per embedding), deterministic for ``seed``. Unknown template ids raise KeyError.
+    """
+    limit = len(hits) if max_matches is None else min(max_matches, len(hits))
+    chosen: list[tuple[int, str, float]] = []
+    taken: set[str] = set()
+    for e, found in enumerate(hits):
+        if len(chosen) >= limit:
+            break
+        cosine = {}
+        for template_id, score in found:
+            cosine.setdefault(template_id, score)
+        candidates = [(t, s, int(n_slots[t])) for t, s in cosine.items() if t not in taken]
+        pick = complexity_weighted_sample(
+            candidates,
+            k=1,
+            target_distribution=target_distribution,
+            threshold=threshold,
+            seed=seed * 1009 + e,
+        )
+        if pick:
+            taken.add(pick[0])
+            chosen.append((e, pick[0], cosine[pick[0]]))
+    return chosen
+
+
+def top_per_embedding(
+    hits: Sequence[Sequence[tuple[str, float]]], limit: int
+) -> list[tuple[int, str, float]]:
+    """Deterministic counterpart of ``match_per_embedding`` for evaluation: each embedding in order takes
+    its highest-cosine template not taken yet; cycles over the embeddings until ``limit`` are chosen or the
+    hits run out. Returns ``(embedding index, template_id, cosine)``."""
+    chosen: list[tuple[int, str, float]] = []
+    taken: set[str] = set()
+    cursors = [0] * len(hits)
+    progress = True
+    while len(chosen) < limit and progress:
+        progress = False
+        for e, found in enumerate(hits):
+            while cursors[e] < len(found) and found[cursors[e]][0] in taken:
+                cursors[e] += 1
+            if cursors[e] < len(found) and len(chosen) < limit:
+                template_id, score = found[cursors[e]]
+                taken.add(template_id)
+                chosen.append((e, template_id, score))
+                progress = True
+    return chosen

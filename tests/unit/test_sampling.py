@@ -54,3 +54,59 @@ def test_fewer_than_k_and_edge_cases():
 
 def test_default_distribution_is_a_distribution():
     assert sum(DEFAULT_COMPLEXITY_DISTRIBUTION.values()) == pytest.approx(1.0)
+
+
+# ---- the per-embedding matching rule -----------------------------------------------------------
+from fi_resources.logic.sampling import embedding_name, match_per_embedding  # noqa: E402
+
+SLOTS = {"a": 1, "b": 1, "c": 2, "d": 3, "e": 1}
+
+
+def test_one_template_per_embedding_no_duplicates():
+    hits = [[("a", 0.9), ("b", 0.3)], [("a", 0.9)], [("a", 0.95), ("c", 0.7)], [("d", 0.5)]]
+    out = match_per_embedding(hits, SLOTS, {1: 1, 2: 1, 3: 1}, threshold=0.6, seed=0)
+    ids = [t for _, t, _ in out]
+    assert len(ids) == len(set(ids))
+    assert [e for e, _, _ in out] == sorted({e for e, _, _ in out})  # at most one per embedding
+    assert 1 not in [e for e, _, _ in out]  # local 1's only candidate was already taken
+    assert 3 not in [e for e, _, _ in out]  # below the threshold
+    assert all(c >= 0.6 for _, _, c in out)
+    assert [embedding_name(e) for e in (0, 1, 5)] == ["global", "local_1", "local_5"]
+
+
+def test_matching_is_deterministic_and_capped():
+    hits = [[("a", 0.9), ("b", 0.8), ("c", 0.85), ("d", 0.7), ("e", 0.9)]] * 6
+    a = match_per_embedding(hits, SLOTS, {1: 1, 2: 1, 3: 1}, 0.0, seed=3)
+    assert a == match_per_embedding(hits, SLOTS, {1: 1, 2: 1, 3: 1}, 0.0, seed=3)
+    assert len(a) == 5  # five distinct templates for six embeddings
+    assert len(match_per_embedding(hits, SLOTS, {1: 1, 2: 1, 3: 1}, 0.0, seed=3, max_matches=2)) == 2
+
+
+def test_matching_follows_the_target_complexity_mix():
+    # Per embedding: many 1-slot candidates, one 3-slot. Target 50/50 → about half the picks are 3-slot.
+    slots = {f"s{i}": 1 for i in range(20)} | {f"x{e}": 3 for e in range(6)}
+    n3 = total = 0
+    for doc in range(300):
+        hits = [[(f"s{i}", 0.9) for i in range(20)] + [(f"x{e}", 0.9)] for e in range(6)]
+        out = match_per_embedding(hits, slots, {1: 0.5, 3: 0.5}, 0.5, seed=doc)
+        n3 += sum(slots[t] == 3 for _, t, _ in out)
+        total += len(out)
+    assert 0.4 < n3 / total < 0.6
+
+
+def test_unknown_template_raises():
+    import pytest
+
+    with pytest.raises(KeyError):
+        match_per_embedding([[("zz", 0.9)]], SLOTS, {1: 1}, 0.0, seed=0)
+
+
+def test_top_per_embedding_round_robin_without_duplicates():
+    from fi_resources.logic.sampling import top_per_embedding
+
+    hits = [[("a", 0.9), ("b", 0.8)], [("a", 0.95), ("c", 0.5)], [("b", 0.7)]]
+    assert top_per_embedding(hits, 6) == [(0, "a", 0.9), (1, "c", 0.5), (2, "b", 0.7)]
+    assert top_per_embedding(hits, 2) == [(0, "a", 0.9), (1, "c", 0.5)]
+    assert top_per_embedding([[("a", 0.9), ("b", 0.8), ("c", 0.1)]], 3) == [
+        (0, "a", 0.9), (0, "b", 0.8), (0, "c", 0.1)
+    ]  # fmt: skip
