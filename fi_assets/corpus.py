@@ -120,7 +120,8 @@ def corpus_export(
     judges = sorted({str(j) for j in training_corpus["judge"].dropna()}) or ["unknown"]
     stats = {
         "rows": len(training_corpus),
-        "documents": int(training_corpus["doc_id"].nunique()),
+        "documents": len(documents),
+        "documents_with_pairs": int(training_corpus["doc_id"].nunique()),
         "document_tokens": sum(document_token_counts(models, documents).values()),
         "corpus_tokens": int(training_corpus["tokens"].sum()),
         "judge": ", ".join(judges),

@@ -86,36 +86,12 @@ def judge_validation(
     out["correct_wins"] = out["correct_value"].astype(float) > out["corrupted_value"].astype(float)
     out["judge"] = judge.name
 
-    summary = {}
     rows = []
     for split in ("test", "dev"):
         part = out[out["split"] == split]
-        cont = win_stats(
-            part["correct_value"].astype(float).tolist(), part["corrupted_value"].astype(float).tolist()
-        )
-        ints = win_stats(
-            part["correct_score"].astype(float).tolist(), part["corrupted_score"].astype(float).tolist()
-        )
-        summary[split] = cont.win_rate
-        rows.append(
-            {"split": split, "corruption": "all", "twins": cont.twins, "win_rate": round(cont.win_rate, 3),
-             "win_rate_1to5": round(ints.win_rate, 3), "tie_rate_1to5": round(ints.tie_rate, 3),
-             "correct_kept": round(float((part["correct_score"] >= settings.keep_score).mean()), 3),
-             "corrupted_kept": round(float((part["corrupted_score"] >= settings.keep_score).mean()), 3)}
-        )  # fmt: skip
-        for kind, g in part.groupby("corruption"):
-            w = win_stats(
-                g["correct_value"].astype(float).tolist(), g["corrupted_value"].astype(float).tolist()
-            )
-            wi = win_stats(
-                g["correct_score"].astype(float).tolist(), g["corrupted_score"].astype(float).tolist()
-            )
-            rows.append(
-                {"split": split, "corruption": kind, "twins": w.twins, "win_rate": round(w.win_rate, 3),
-                 "win_rate_1to5": round(wi.win_rate, 3), "tie_rate_1to5": round(wi.tie_rate, 3),
-                 "correct_kept": round(float((g["correct_score"] >= settings.keep_score).mean()), 3),
-                 "corrupted_kept": round(float((g["corrupted_score"] >= settings.keep_score).mean()), 3)}
-            )  # fmt: skip
+        rows.append(_win_row(split, "all", part, settings.keep_score))
+        rows += [_win_row(split, kind, g, settings.keep_score) for kind, g in part.groupby("corruption")]
+    summary = {r["split"]: r["win_rate"] for r in rows if r["corruption"] == "all"}
     table = pd.DataFrame(rows)
     unscored = sum(r["judge_score"] is None for r in scored)
     context.log.info(f"judge validation: test win rate {summary['test']:.3f}, dev {summary['dev']:.3f}")
@@ -134,3 +110,23 @@ def judge_validation(
             "win_rate_1to5 compares the integer scores (ties are not wins)",
         },
     )
+
+
+def _win_row(split: str, corruption: str, part: pd.DataFrame, keep_score: int) -> dict:
+    """Win rates on the continuous value and on the 1–5 score, and how often each side would be kept."""
+    cont = win_stats(
+        part["correct_value"].astype(float).tolist(), part["corrupted_value"].astype(float).tolist()
+    )
+    ints = win_stats(
+        part["correct_score"].astype(float).tolist(), part["corrupted_score"].astype(float).tolist()
+    )
+    return {
+        "split": split,
+        "corruption": corruption,
+        "twins": cont.twins,
+        "win_rate": round(cont.win_rate, 3),
+        "win_rate_1to5": round(ints.win_rate, 3),
+        "tie_rate_1to5": round(ints.tie_rate, 3),
+        "correct_kept": round(float((part["correct_score"] >= keep_score).mean()), 3),
+        "corrupted_kept": round(float((part["corrupted_score"] >= keep_score).mean()), 3),
+    }

@@ -84,7 +84,8 @@ token-for-token budget. Each row is one standalone training example.
 | | |
 |---|---:|
 | pairs (rows) | {rows} |
-| source documents | {stats["documents"]} |
+| source documents (their tokens are the budget) | {stats["documents"]} |
+| documents with at least one pair | {stats.get("documents_with_pairs", "n/a")} |
 | document tokens (the budget) | {doc_tokens} |
 | corpus tokens (pairs, formatting and EOS included) | {corpus_tokens} |
 | budget used | {used:.1%} |
