@@ -99,7 +99,8 @@ def answer_logprobs(
 ) -> list[tuple[float, int]]:
     """(total log p(answer | context), answer tokens) per pair. Same numbers as `CausalLM.mean_logprob`
     × tokens, but the 49k-word output layer and softmax run only at answer positions, not over the context
-    (measured 1.4x faster on 32 demo pairs, shared machine). An empty answer gives (0.0, 0)."""
+    (bench/bench_judge_scoring.py; on the shared 2-core machine the difference was within noise:
+    median ratios 0.91x and 1.38x in two runs). An empty answer gives (0.0, 0)."""
     import torch
 
     tok = lm.tokenizer
