@@ -127,10 +127,33 @@ def main() -> None:
     qg, qb = good[dev] @ w, bad[dev] @ w
     best = max((((qg + b >= cut).mean() + (qb + b < cut).mean()) / 2, b) for b in np.linspace(-10, 10, 2001))
     print(f"dev balanced keep accuracy {best[0]:.3f} at bias {best[1]:.3f}")
+    # Flag penalty (rubric.FLAG_PENALTY): the dev win rate picks it (first best of a small grid).
+    rubric.WEIGHTS.update(fitted)
+    rubric.BIAS = float(best[1])
+    dev_twins = twins[twins.split == "dev"]
+
+    def dev_win(penalty: float) -> float:
+        rubric.FLAG_PENALTY = penalty
+
+        def value(i, a):
+            s = sig[(i, a)]
+            return rubric.judge_pair(s["total_gain"], s["relevance"], s["fluency"], a).value
+
+        good_v = [value(i, a) for i, a in zip(dev_twins.instruction, dev_twins.answer, strict=True)]
+        bad_v = [
+            value(i, a)
+            for i, a in zip(dev_twins.corrupted_instruction, dev_twins.corrupted_answer, strict=True)
+        ]
+        return win_stats(good_v, bad_v).win_rate
+
+    grid = {p: dev_win(p) for p in (0.0, 0.5, 1.0, 2.0, 4.0)}
+    penalty = max(grid, key=lambda p: (grid[p], -p))
+    print("dev win rate by flag penalty:", {k: round(v, 3) for k, v in grid.items()}, "→", penalty)
+    rubric.FLAG_PENALTY = penalty
     evaluate(fitted, float(best[1]), "FITTED (dev-tuned)")
     print(
         f"copy into rubric.py: WEIGHTS = {json.dumps({k: round(v, 3) for k, v in fitted.items()})}, "
-        f"BIAS = {best[1]:.2f}"
+        f"BIAS = {best[1]:.2f}, FLAG_PENALTY = {penalty}"
     )
 
 
