@@ -100,7 +100,7 @@ def answer_logprobs(
     """(total log p(answer | context), answer tokens) per pair. Same numbers as `CausalLM.mean_logprob`
     × tokens, but the 49k-word output layer and softmax run only at answer positions, not over the context
     (bench/bench_judge_scoring.py; on the shared 2-core machine the difference was within noise:
-    median ratios 0.91x and 1.38x in two runs). An empty answer gives (0.0, 0)."""
+    median ratios 0.91x and 1.14x in two runs, no clear gain). An empty answer gives (0.0, 0)."""
     import torch
 
     tok = lm.tokenizer
