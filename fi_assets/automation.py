@@ -35,9 +35,16 @@ STAGES: list[tuple[str, list[str], bool]] = [
     ("match_shards", ["document_matches"], True),
     ("distill_instantiator", ["silver_instantiations", "instantiator"], False),
     ("generate_shards", ["instantiated_pairs", "judged_pairs"], True),
+    ("validate_judge", ["judge_check_set", "judge_validation"], False),
     (
         "pretraining",
-        ["training_corpus", "pretrained_checkpoint", "baseline_checkpoint", "pretraining_eval"],
+        [
+            "training_corpus",
+            "corpus_export",
+            "pretrained_checkpoint",
+            "baseline_checkpoint",
+            "pretraining_eval",
+        ],
         False,
     ),
 ]

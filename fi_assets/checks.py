@@ -1,13 +1,19 @@
-"""Quality gates as asset checks: grammar validity, grounding, judge pass rate, corpus budget."""
+"""Quality gates as asset checks: grammar validity, grounding, judge pass rate and validation, corpus budget,
+export round trip."""
+
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
-from fi_assets.corpus import training_corpus
+from fi_assets.corpus import corpus_export, training_corpus
 from fi_assets.generation import instantiated_pairs, judged_pairs
+from fi_assets.judging import judge_validation
 from fi_assets.templates import query_templates
+from fi_resources.logic.budget import budget_violations, pair_tokens
 from fi_resources.logic.templates import validate_template
 from fi_resources.resources import ModelsResource, PipelineSettings
+from fi_resources.warehouse import Artifact
 
 
 @dg.asset_check(
@@ -50,19 +56,92 @@ def judge_pass_rate(judged_pairs: pd.DataFrame) -> dg.AssetCheckResult:
 
 
 @dg.asset_check(
+    asset=judge_validation,
+    description="On the check set's held-out half, the judge scores the correct pair above its corrupted "
+    "twin at least `judge_min_win_rate` (80 %) of the time.",
+)
+def judge_beats_corruptions(
+    judge_validation: pd.DataFrame, settings: PipelineSettings
+) -> dg.AssetCheckResult:
+    test = judge_validation[judge_validation["split"] == "test"]
+    rate = float(test["correct_wins"].mean()) if len(test) else 0.0
+    per_type = {k: round(float(v), 3) for k, v in test.groupby("corruption")["correct_wins"].mean().items()}
+    return dg.AssetCheckResult(
+        passed=bool(len(test)) and rate >= settings.judge_min_win_rate,
+        metadata={
+            "test_win_rate": round(rate, 3),
+            "threshold": settings.judge_min_win_rate,
+            "twins": len(test),
+            "per_corruption": dg.MetadataValue.json(per_type),
+        },
+    )
+
+
+@dg.asset_check(
     asset=training_corpus,
     additional_ins={"documents": dg.AssetIn("documents")},
-    description="Token-for-token: corpus tokens never exceed the documents' tokens.",
+    description="Token-for-token: over every prefix of the documents (corpus order), pair tokens never "
+    "exceed document tokens; each pair's token count matches its text.",
 )
 def corpus_within_budget(
     training_corpus: pd.DataFrame, documents: pd.DataFrame, models: ModelsResource
 ) -> dg.AssetCheckResult:
     tok = models.tokenizer()
-    doc_tokens = sum(len(tok(t, add_special_tokens=False)["input_ids"]) + 1 for t in documents["text"])
-    used = int(training_corpus["tokens"].sum()) if len(training_corpus) else 0
+
+    def count(text: str) -> int:
+        return len(tok(text, add_special_tokens=False)["input_ids"])
+
+    order = documents.sort_values(["shard", "doc_id"])
+    doc_tokens = [(d, count(t) + 1) for d, t in zip(order["doc_id"], order["text"], strict=True)]
+    used = training_corpus.groupby("doc_id")["tokens"].sum().to_dict() if len(training_corpus) else {}
+    violations = budget_violations(doc_tokens, {k: int(v) for k, v in used.items()})
+    miscounted = sum(
+        pair_tokens(count, t) != n
+        for t, n in zip(training_corpus["text"], training_corpus["tokens"], strict=True)
+    )
     return dg.AssetCheckResult(
-        passed=used <= doc_tokens, metadata={"corpus_tokens": used, "document_tokens": doc_tokens}
+        passed=not violations and not miscounted,
+        metadata={
+            "corpus_tokens": int(sum(used.values())),
+            "document_tokens": sum(n for _, n in doc_tokens),
+            "prefix_violations": len(violations),
+            "first_violation": violations[0] if violations else "",
+            "miscounted_pairs": int(miscounted),
+        },
     )
 
 
-checks = [bank_templates_parse, bank_valid_share, pairs_grounded, judge_pass_rate, corpus_within_budget]
+@dg.asset_check(
+    asset=corpus_export,
+    additional_ins={"training_corpus": dg.AssetIn("training_corpus")},
+    description="The exported files reload with the corpus's rows and columns.",
+)
+def export_reloads(corpus_export: Artifact, training_corpus: pd.DataFrame) -> dg.AssetCheckResult:
+    import datasets
+
+    root = Path(corpus_export.path)
+    problems = []
+    frames = {
+        "parquet": pd.read_parquet(root / "data/train.parquet"),
+        "jsonl": pd.read_json(root / "data/train.jsonl", lines=True, dtype=False),
+        "hf": datasets.load_from_disk(str(root / "hf")).to_pandas(),
+    }
+    for name, df in frames.items():
+        if list(df.columns) != list(training_corpus.columns):
+            problems.append(f"{name}: columns differ")
+        if len(df) != len(training_corpus) or list(df["pair_id"]) != list(training_corpus["pair_id"]):
+            problems.append(f"{name}: rows differ")
+    if not (root / "README.md").read_text(encoding="utf8").startswith("---\n"):
+        problems.append("README.md lacks the YAML header")
+    return dg.AssetCheckResult(passed=not problems, metadata={"problems": "; ".join(problems) or "none"})
+
+
+checks = [
+    bank_templates_parse,
+    bank_valid_share,
+    pairs_grounded,
+    judge_pass_rate,
+    judge_beats_corruptions,
+    corpus_within_budget,
+    export_reloads,
+]

@@ -1,10 +1,18 @@
 """Stage 5: token-for-token training corpus, a model pre-trained on it, a raw-document baseline, and eval."""
 
+from collections.abc import Callable
+
 import dagster as dg
 import pandas as pd
 
 from fi_assets.common import LM_POOL, md_sample, text_logger
-from fi_resources.logic.budget import BudgetCandidate, BudgetDocument, select_token_for_token
+from fi_resources.export import export_corpus
+from fi_resources.logic.budget import (
+    BudgetCandidate,
+    BudgetDocument,
+    pair_tokens,
+    select_token_for_token,
+)
 from fi_resources.logic.prompts import render_pair
 from fi_resources.pretrain import heldout_loss, pretrain, tokenize_stream
 from fi_resources.resources import ModelsResource, PipelineSettings, WarehouseResource
@@ -16,23 +24,38 @@ GROUP = "pretraining"
 corpus_refresh = dg.AutomationCondition.on_cron("0 3 * * *")  # nightly, once every shard's inputs updated
 
 
+def token_counter(models: ModelsResource) -> Callable[[str], int]:
+    tok = models.tokenizer()
+    return lambda text: len(tok(text, add_special_tokens=False)["input_ids"])
+
+
+def document_token_counts(models: ModelsResource, documents: pd.DataFrame) -> dict[str, int]:
+    """A document costs its text plus one EOS: the same count the raw-document baseline trains on."""
+    count = token_counter(models)
+    return {d: count(t) + 1 for d, t in zip(documents["doc_id"], documents["text"], strict=True)}
+
+
+CORPUS_COLUMNS = [
+    "pair_id", "position", "text", "instruction", "answer", "tokens", "doc_id", "doc_tokens", "shard",
+    "template_id", "query_id", "excerpt_spans", "grounding_ratio", "model", "prompt_version", "judge",
+    "judge_score", "judge_value",
+]  # fmt: skip
+
+
 @dg.asset(
-    group_name=GROUP, code_version="1", kinds={"duckdb", "parquet"}, automation_condition=corpus_refresh
+    group_name=GROUP, code_version="2", kinds={"duckdb", "parquet"}, automation_condition=corpus_refresh
 )
 def training_corpus(
     judged_pairs: pd.DataFrame, documents: pd.DataFrame, models: ModelsResource, settings: PipelineSettings
 ) -> dg.Output[pd.DataFrame]:
     """Kept pairs under the paper's budget: a document's pairs never exceed its own token count (with rollover)."""
-    tok = models.tokenizer()
-    kept = judged_pairs[judged_pairs["kept"]] if len(judged_pairs) else judged_pairs
+    count = token_counter(models)
+    kept = judged_pairs[judged_pairs["kept"].astype(bool)] if len(judged_pairs) else judged_pairs
     kept = kept.assign(
         text=[render_pair(i, a) for i, a in zip(kept["instruction"], kept["answer"], strict=True)]
     )
-    kept["tokens"] = [len(tok(t, add_special_tokens=False)["input_ids"]) + 1 for t in kept["text"]]  # +1: EOS
-    doc_tokens = {
-        d: len(tok(t, add_special_tokens=False)["input_ids"]) + 1
-        for d, t in zip(documents["doc_id"], documents["text"], strict=True)
-    }
+    kept["tokens"] = [pair_tokens(count, t) for t in kept["text"]]
+    doc_tokens = document_token_counts(models, documents)
     by_doc = {d: g for d, g in kept.groupby("doc_id")}
     budget_docs = [
         BudgetDocument(
@@ -51,20 +74,11 @@ def training_corpus(
     order = {p: i for i, p in enumerate(result.selected)}
     corpus = kept[kept["pair_id"].isin(order)].copy()
     corpus["position"] = corpus["pair_id"].map(order)
-    corpus = corpus.sort_values("position")[
-        [
-            "pair_id",
-            "doc_id",
-            "shard",
-            "template_id",
-            "query_id",
-            "text",
-            "tokens",
-            "judge_score",
-            "excerpt_spans",
-            "model",
-        ]
-    ].reset_index(drop=True)
+    corpus["doc_tokens"] = corpus["doc_id"].map(doc_tokens)
+    for column in ("judge", "judge_value"):
+        if column not in corpus:
+            corpus[column] = None  # judged_pairs written before the judge recorded these
+    corpus = corpus.sort_values("position")[CORPUS_COLUMNS].reset_index(drop=True)
     return dg.Output(
         corpus,
         metadata={
@@ -73,11 +87,53 @@ def training_corpus(
             "documents": len(budget_docs),
             "document_tokens": result.total_doc_tokens,
             "corpus_tokens": result.total_selected_tokens,
+            "budget_used": round(result.total_selected_tokens / max(1, result.total_doc_tokens), 3),
             "unused_budget_tokens": result.final_rollover,
             "pairs_per_document": round(len(corpus) / max(1, len(budget_docs)), 2),
             "sample": md_sample(corpus, ["text"], n=3, width=300),
         },
     )
+
+
+@dg.asset(group_name=GROUP, code_version="1", kinds={"parquet", "huggingface"})
+def corpus_export(
+    context: dg.AssetExecutionContext,
+    training_corpus: pd.DataFrame,
+    documents: pd.DataFrame,
+    models: ModelsResource,
+    settings: PipelineSettings,
+    warehouse: WarehouseResource,
+) -> dg.Output[Artifact]:
+    """The training corpus as Parquet, JSONL and a Hugging Face `datasets` folder, with a dataset card."""
+    if training_corpus.empty:
+        raise dg.Failure("the training corpus is empty: nothing to export")
+    wh = warehouse.get()
+    inputs = {}
+    for asset in ("training_corpus", "judged_pairs", "instantiator", "query_templates", "documents"):
+        found = wh.query(
+            "SELECT data_version FROM catalog.materializations WHERE asset_key = ? "
+            "ORDER BY materialized_at DESC LIMIT 1",
+            [asset],
+        )
+        inputs[asset] = found.iloc[0, 0] if len(found) else "not recorded"
+    out = wh.staging_dir("corpus_export")
+    judges = sorted({str(j) for j in training_corpus["judge"].dropna()}) or ["unknown"]
+    stats = {
+        "rows": len(training_corpus),
+        "documents": len(documents),
+        "documents_with_pairs": int(training_corpus["doc_id"].nunique()),
+        "document_tokens": sum(document_token_counts(models, documents).values()),
+        "corpus_tokens": int(training_corpus["tokens"].sum()),
+        "judge": ", ".join(judges),
+        "keep_score": settings.keep_score,
+        "models": models.model_names(),
+        "data_version_inputs": inputs,
+    }
+    stats["unused_budget_tokens"] = stats["document_tokens"] - stats["corpus_tokens"]
+    files = export_corpus(training_corpus, out, stats)
+    context.log.info(f"exported {len(training_corpus)} pairs to {out}")
+    info = {**{k: v for k, v in stats.items() if not isinstance(v, dict)}, **files}
+    return dg.Output(Artifact(str(out), info=info), metadata=info)
 
 
 def _checkpoint(

@@ -4,7 +4,7 @@ import os
 
 import dagster as dg
 
-from fi_assets import corpus, documents, generation, retrieval, templates
+from fi_assets import corpus, documents, generation, judging, retrieval, templates
 from fi_assets.automation import jobs, new_shard_sensor, stale_shard_schedule
 from fi_assets.checks import checks
 from fi_resources.io_manager import WarehouseIOManager
@@ -20,7 +20,7 @@ from fi_resources.resources import (
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-all_assets = dg.load_assets_from_modules([templates, documents, retrieval, generation, corpus])
+all_assets = dg.load_assets_from_modules([templates, documents, retrieval, generation, judging, corpus])
 
 
 def build_resources(profile: str | None = None, home: str = "", **settings: object) -> dict[str, object]:

@@ -88,6 +88,8 @@ SUMMARY_SQL = {
 def summarize(resources: dict) -> dict:
     wh = resources["warehouse"].get()
     out = {k: int(wh.query(sql).iloc[0, 0]) for k, sql in SUMMARY_SQL.items()}
+    win = wh.query("SELECT avg(correct_wins::INT) FROM judge_validation WHERE split = 'test'").iloc[0, 0]
+    out["judge_test_win_rate"] = round(float(win), 3)  # correct pair scored above its corrupted twin
     ev = wh.query("SELECT model, eval_set, loss FROM pretraining_eval")
     out["held_out_loss"] = {f"{r.model}/{r.eval_set}": round(r.loss, 4) for r in ev.itertuples()}
     return out

@@ -1,6 +1,7 @@
 """Stage 3–4: silver instantiations → distilled instantiator → expanded pairs → judged pairs."""
 
 import json
+import time
 from collections import Counter
 
 import dagster as dg
@@ -18,7 +19,6 @@ from fi_assets.common import (
 from fi_resources.logic.excerpts import ExcerptError, expand_excerpts
 from fi_resources.logic.parsing import OutputError, format_instantiator_target, parse_instantiator_output
 from fi_resources.logic.prompts import PROMPT_VERSION, instantiator_prompt
-from fi_resources.logic.rubric import rubric_reason
 from fi_resources.resources import ModelsResource, PipelineSettings, WarehouseResource
 from fi_resources.teacher import incompatible_pairs
 from fi_resources.warehouse import Artifact
@@ -192,33 +192,50 @@ def instantiated_pairs(
     )
 
 
-@dg.asset(partitions_def=document_shards, group_name=GROUP, code_version="1", pool=LM_POOL, kinds={"duckdb"})
+JUDGE_COLUMNS = ["judge_score", "judge_value", "judge_reason", "judge_feedback", "judge_error"]
+
+
+@dg.asset(partitions_def=document_shards, group_name=GROUP, code_version="2", pool=LM_POOL, kinds={"duckdb"})
 def judged_pairs(
-    instantiated_pairs: pd.DataFrame, models: ModelsResource, settings: PipelineSettings
+    context: dg.AssetExecutionContext,
+    instantiated_pairs: pd.DataFrame,
+    models: ModelsResource,
+    settings: PipelineSettings,
 ) -> dg.Output[pd.DataFrame]:
-    """The judge scores every valid pair 1–5; pairs scoring `keep_score` (4) or more are kept."""
+    """The judge scores every valid pair 1–5 (the paper's rubric); pairs scoring `keep_score` (4) or more are
+    kept. A pair whose judge output cannot be parsed gets no score (and is not kept); the reason is recorded."""
     valid = instantiated_pairs[instantiated_pairs["status"] == "ok"].reset_index(drop=True)
-    judge = models.judge()
-    scores = pd.DataFrame(judge.score(valid["instruction"].tolist(), valid["answer"].tolist()))
-    df = (
-        pd.concat([valid, scores], axis=1)
-        if len(valid)
-        else valid.assign(instruction_gain=[], relevance=[], judge_score=[])
+    judge = models.judge(settings.judge)
+    start = time.perf_counter()
+    scored = judge.score(
+        valid["instruction"].tolist(), valid["answer"].tolist(), progress=progress_logger(context, "judging")
     )
-    df["judge_score"] = df["judge_score"].astype("int64")
-    df["judge_reason"] = [rubric_reason(int(s)) for s in df["judge_score"]]
+    seconds = time.perf_counter() - start
+    scores = pd.DataFrame(
+        scored, columns=list(dict.fromkeys([*(scored[0] if scored else {}), *JUDGE_COLUMNS]))
+    )
+    df = pd.concat([valid, scores], axis=1)
+    df["judge_score"] = pd.array(df["judge_score"], dtype="Int64")
+    df["judge_value"] = df["judge_value"].astype("float64")
     df["judge"] = judge.name
-    df["kept"] = df["judge_score"] >= settings.keep_score
+    df["kept"] = (df["judge_score"] >= settings.keep_score).fillna(False).astype(bool)
     dist = {str(k): int(v) for k, v in df["judge_score"].value_counts().sort_index().items()}
+    unscored = int(df["judge_score"].isna().sum())
     return dg.Output(
         df,
         metadata={
             "rows": len(df),
+            "judge": judge.name,
             "kept": int(df["kept"].sum()),
             "pass_rate": round(float(df["kept"].mean()), 3) if len(df) else 0.0,
+            "paper_pass_rate": 0.58,
             "score_distribution": dg.MetadataValue.json(dist),
+            "unscored": unscored,
+            "unscored_reasons": counts_md(dict(Counter(df["judge_error"].dropna().str.split(":").str[0]))),
+            "pairs_per_s": round(len(df) / seconds, 2) if seconds else 0.0,
             "sample": md_sample(
-                df.sort_values("judge_score", ascending=False), ["judge_score", "instruction", "answer"]
+                df.sort_values("judge_value", ascending=False),
+                ["judge_score", "instruction", "answer", "judge_reason"],
             ),
         },
     )

@@ -13,8 +13,9 @@ from filelock import FileLock
 from fi_resources.backends import Backend, HTTPBackend, HTTPConfig, LocalBackend
 from fi_resources.cache import CachedBackend, ResponseCache
 from fi_resources.encoder import Encoder, materialize_tiny_encoder, minilm_dir
+from fi_resources.judge import FlowJudge, LikelihoodJudge
 from fi_resources.lm import CausalLM, materialize_smollm2, materialize_tiny_lm
-from fi_resources.teacher import LikelihoodJudge, WeakSupervisionTeacher
+from fi_resources.teacher import WeakSupervisionTeacher
 from fi_resources.warehouse import Warehouse, default_home
 
 PROFILES = ("embedded", "tiny", "paper")
@@ -202,8 +203,16 @@ class ModelsResource(dg.ConfigurableResource):
             self.backend("teacher"), self.encoder(), fill_threshold, answer_threshold
         )
 
-    def judge(self) -> LikelihoodJudge:
-        return LikelihoodJudge(self.lm(), self.encoder())
+    def judge(self, kind: str = "likelihood") -> LikelihoodJudge | FlowJudge:
+        """'likelihood': the embedded judge (validated by `judge_validation`). 'flow-judge': the paper's
+        Flow-Judge prompt through the profile's LM (a 135M model cannot follow it; an HTTP-served
+        Flow-Judge-v0.1 plugs in here as any object with `generate(prompts, max_new_tokens, stop)`)."""
+        if kind == "likelihood":
+            return LikelihoodJudge(self.lm(), self.encoder())
+        if kind == "flow-judge":
+            lm = self.lm()
+            return FlowJudge(lm, name=f"flow-judge@{lm.name}", format_prompt=lm.chat_prompt)
+        raise ValueError(f"unknown judge {kind!r}; choose 'likelihood' or 'flow-judge'")
 
     def model_names(self) -> dict[str, str]:
         if self.profile == "paper":
@@ -274,6 +283,11 @@ class PipelineSettings(dg.ConfigurableResource):
     instantiator_epochs: int = 2
     min_grounding: float = 0.80
     keep_score: int = 4
+    judge: str = "likelihood"  # or "flow-judge" (see ModelsResource.judge)
+    judge_check_pairs: int = 16  # correct pairs per source (silver, chatterbot) in the judge check set
+    judge_min_win_rate: float = (
+        0.80  # the check set's held-out half must rank correct over corrupted this often
+    )
     pretrain_hidden: int = 128
     pretrain_layers: int = 2
     # The demo corpus is ~2k tokens: measured held-out loss was best at 10 passes of {4, 10, 20, 40} (40 overfits

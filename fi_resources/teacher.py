@@ -1,4 +1,4 @@
-"""The embedded profile's weak-supervision teacher and likelihood judge.
+"""The embedded profile's weak-supervision teacher (the judge lives in fi_resources/judge.py).
 
 The teacher writes the silver data that the students are fine-tuned on. Structure (spans, tags, excerpt
 choice) is done in code; the small LM supplies what it is good at (type words, one-sentence document
@@ -23,10 +23,8 @@ from fi_resources.logic.excerpts import make_excerpt_marker
 from fi_resources.logic.prompts import (
     clean_description,
     describe_document_prompt,
-    judge_contexts,
     split_sentences,
 )
-from fi_resources.logic.rubric import rubric_score
 from fi_resources.logic.templates import Template, fill_template, template_literal, validate_template
 
 log = logging.getLogger(__name__)
@@ -168,37 +166,6 @@ class WeakSupervisionTeacher:
         if worst < self.fill_threshold:
             return None, worst
         return fillers, worst
-
-
-class LikelihoodJudge:
-    """Scores a pair 1–5 from instruction gain under the LM and encoder relevance (see logic/rubric.py)."""
-
-    name = "likelihood-judge/v1"
-
-    def __init__(self, lm: CausalLM, encoder: Encoder):
-        self.lm = lm
-        self.encoder = encoder
-
-    def score(self, instructions: Sequence[str], answers: Sequence[str]) -> list[dict]:
-        if not instructions:
-            return []
-        with_i, without = zip(*(judge_contexts(i) for i in instructions), strict=True)
-        lp_with = self.lm.mean_logprob(list(with_i), list(answers))
-        lp_without = self.lm.mean_logprob(list(without), list(answers))
-        emb_i = self.encoder.encode(list(instructions))
-        emb_a = self.encoder.encode(list(answers))
-        rel = (emb_i * emb_a).sum(1)
-        out = []
-        for a, b, r, ans in zip(lp_with, lp_without, rel, answers, strict=True):
-            gain = float(a - b)
-            out.append(
-                {
-                    "instruction_gain": gain,
-                    "relevance": float(r),
-                    "judge_score": rubric_score(gain, float(r), ans),
-                }
-            )
-        return out
 
 
 def incompatible_pairs(pairs: Sequence[tuple[str, str]], fraction: float, seed: int) -> list[tuple[str, str]]:

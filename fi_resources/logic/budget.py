@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 
@@ -72,3 +72,26 @@ def select_token_for_token(documents: Sequence[BudgetDocument], seed: int = 0) -
         total_selected_tokens=total_selected,
         final_rollover=rollover,
     )
+
+
+def pair_tokens(count_tokens: Callable[[str], int], rendered_pair: str) -> int:
+    """Tokens one pair costs in the corpus: its rendered text (formatting included) plus one EOS."""
+    return count_tokens(rendered_pair) + 1
+
+
+def budget_violations(doc_tokens: Sequence[tuple[str, int]], selected_tokens: dict[str, int]) -> list[str]:
+    """Documents (in corpus order) where the selected pairs so far exceed the document tokens so far.
+
+    The paper's rule allows a document's pairs to use budget left over by earlier documents, never more:
+    over every prefix of the document order, selected tokens ≤ document tokens. Returns one message per
+    violating document (empty list = the corpus honours the budget). Unknown documents are violations.
+    """
+    known = {d for d, _ in doc_tokens}
+    out = [f"pairs of unknown document {d!r}" for d in selected_tokens if d not in known]
+    doc_sum = sel_sum = 0
+    for doc_id, n in doc_tokens:
+        doc_sum += n
+        sel_sum += selected_tokens.get(doc_id, 0)
+        if sel_sum > doc_sum:
+            out.append(f"after {doc_id!r}: {sel_sum} pair tokens > {doc_sum} document tokens")
+    return out

@@ -1,43 +1,95 @@
-"""The embedded judge's 5-point rubric, mapped from signals a 135M model can actually give.
+"""The embedded judge's 5-point rubric, mapped from signals a 135M model and MiniLM can actually give.
 
-Asked Yes/No, the small model cannot tell right answers from wrong (offline-assets.md §8), so the
-embedded judge scores with two measured signals instead:
-- instruction gain: mean log p(answer | instruction) − mean log p(answer) under the LM: how much the
-  instruction helps predict the answer (an answer that does not address it gains nothing);
-- relevance: cosine similarity of instruction and answer embeddings.
-The rubric follows the paper's anchors: 1 = off-topic, 5 = fully addresses the instruction.
+Asked to follow a rubric, the small model cannot (offline-assets.md §8), so the embedded judge scores a
+pair from measured signals instead:
+- total gain: log p(answer | instruction) − log p(answer) summed over the answer's tokens under the LM
+  (pointwise mutual information: an answer that does not address the instruction gains nothing from it);
+- relevance: cosine of the instruction and answer embeddings (MiniLM);
+- fluency: mean log p(answer) per token without the instruction (garbled text is improbable);
+- text flags: repeated n-grams, an unfinished fragment, a too-short or heading-like answer.
+A linear combination (weights fitted pairwise on the development half of the judge check set, see
+bench/tune_judge.py) gives a continuous value in (1, 5); the Likert score is that value rounded. The
+paper's anchors are hard caps: off-topic → 1; vague, fragmentary or repetitive → at most 3 (the rubric
+reserves 4 and 5 for answers with no vague or repetitive content).
 """
 
 from __future__ import annotations
 
+import math
+import re
+from dataclasses import dataclass
+
+from fi_resources.logic.judge_check import repetition_share
+
 KEEP_THRESHOLD = 4
+OFF_TOPIC_RELEVANCE = 0.10
+MAX_REPETITION = 0.2
+MIN_WORDS = 6
+
+# Fitted on the dev half of the demo's judge check set (bench/tune_judge.py, seed 0, 96 dev twins): weights by
+# a pairwise logistic fit; the bias (it sets the pass rate) maximises balanced keep accuracy of dev correct vs
+# corrupted pairs; the flag penalty is the best dev win rate of {0, 0.5, 1, 2, 4}. Held-out (test) win rate
+# with these values: 0.885 of 96 twins; pass rate on the demo's 60 real pairs: 56.7 % (paper: ~58 %).
+WEIGHTS = {"total_gain": 0.064, "relevance": 9.416, "fluency": 0.388}
+BIAS = -1.25
+FLAG_PENALTY = 1.0  # subtracted from the linear quality per text flag (vague, fragment, repetitive)
+
+_END = re.compile(r"[.!?)\]\"'”’`]\s*$")
 
 
-def is_vague_answer(answer: str, min_words: int = 6) -> bool:
+def is_vague_answer(answer: str, min_words: int = MIN_WORDS) -> bool:
     """Too short to answer anything, or a list heading ("Alien or Aliens may refer to:")."""
     text = answer.strip()
     return len(text.split()) < min_words or text.endswith(":")
 
 
-def rubric_score(instruction_gain: float, relevance: float, answer: str = "") -> int:
-    if relevance < 0.10:
-        return 1  # irrelevant or off-topic
-    if relevance < 0.25:
-        return 2  # touches the topic but does not address the instruction
-    if instruction_gain <= 0.0:
-        return 3  # on topic, but the instruction does not make this answer more likely
-    if answer and is_vague_answer(answer):
-        return 3  # on topic, but vague or incomplete (the rubric's "no vague content" for 4 and 5)
-    if instruction_gain > 0.25 and relevance >= 0.45:
-        return 5  # addresses the instruction directly
-    return 4
+def is_fragment(answer: str) -> bool:
+    """Stops mid-sentence: no closing punctuation (code blocks count as finished)."""
+    return not _END.search(answer.strip())
 
 
-def rubric_reason(score: int) -> str:
-    return {
-        1: "off-topic (relevance < 0.10)",
-        2: "weakly related (relevance < 0.25)",
-        3: "on topic, but no instruction gain or a vague answer",
-        4: "addresses the instruction",
-        5: "directly addresses the instruction (gain > 0.25, relevance ≥ 0.45)",
-    }[score]
+@dataclass(frozen=True)
+class Judgement:
+    value: float  # continuous quality in (1, 5); the score is its rounded value
+    score: int
+    reason: str
+
+
+def linear_quality(total_gain: float, relevance: float, fluency: float) -> float:
+    return (
+        BIAS
+        + WEIGHTS["total_gain"] * total_gain
+        + WEIGHTS["relevance"] * relevance
+        + WEIGHTS["fluency"] * fluency
+    )
+
+
+def judge_pair(total_gain: float, relevance: float, fluency: float, answer: str) -> Judgement:
+    """Continuous value and 1–5 score of one pair from its measured signals (see module docstring)."""
+    gain = total_gain
+    for name, v in (("total_gain", gain), ("relevance", relevance), ("fluency", fluency)):
+        if not math.isfinite(v):
+            raise ValueError(f"judge signal {name} is {v}; an empty answer cannot be judged")
+    q = linear_quality(gain, relevance, fluency)
+    reason = f"quality {q:+.2f} (gain {gain:+.2f}, relevance {relevance:.2f}, fluency {fluency:.2f})"
+    flags = []
+    if is_vague_answer(answer):
+        flags.append(f"vague: under {MIN_WORDS} words or a list heading")
+    if is_fragment(answer):
+        flags.append("fragment: ends mid-sentence")
+    rep = repetition_share(answer)
+    if rep > MAX_REPETITION:
+        flags.append(f"repetitive: {rep:.0%} repeated 3-grams")
+    # A flagged answer also ranks below its unflagged equal, not just under the cap.
+    q -= FLAG_PENALTY * len(flags)
+    value = 1.0 + 4.0 / (1.0 + math.exp(-q))
+    if relevance < OFF_TOPIC_RELEVANCE:
+        value, reason = min(value, 1.499), f"off-topic: relevance {relevance:.2f} < {OFF_TOPIC_RELEVANCE}"
+    elif flags:
+        value, reason = min(value, 3.499), "; ".join(flags) + f"; {reason}"
+    return Judgement(value, score_from_value(value), reason)
+
+
+def score_from_value(value: float) -> int:
+    """Round half up to the nearest Likert point: score ≥ 4 ⇔ value ≥ 3.5."""
+    return max(1, min(5, int(math.floor(value + 0.5))))

@@ -24,6 +24,7 @@ SMALL = dict(
     silver_instantiations=16,
     instantiator_epochs=3,
     embedder_top_k=3,
+    judge_check_pairs=6,  # the judge check set: 6 correct pairs per source (the demo uses 16)
     pretrain_hidden=32,
     pretrain_layers=1,
     pretrain_epochs=1,

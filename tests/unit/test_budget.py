@@ -74,3 +74,16 @@ def test_empty_and_invalid():
         select_token_for_token([_doc("a", -1)])
     with pytest.raises(ValueError):
         select_token_for_token([_doc("a", 10, -5)])
+
+
+def test_budget_violations_check_every_prefix():
+    from fi_resources.logic.budget import budget_violations, pair_tokens
+
+    docs = [("a", 100), ("b", 50), ("c", 10)]
+    assert budget_violations(docs, {"b": 150}) == []  # b uses a's unused budget: allowed
+    assert budget_violations(docs, {"a": 60, "c": 100}) == []  # 160 ≤ 160 at the end
+    bad = budget_violations(docs, {"a": 101})
+    assert len(bad) == 1 and "'a'" in bad[0]
+    assert budget_violations(docs, {"b": 120, "c": 50})[0].startswith("after 'c'")
+    assert "unknown document" in budget_violations(docs, {"z": 1})[0]
+    assert pair_tokens(lambda t: len(t.split()), "Instruction: x\n\nAnswer: y z") == 6  # 5 words + EOS

@@ -1,0 +1,275 @@
+"""Judges: the paper's Flow-Judge (any text generator behind it) and the embedded likelihood judge.
+
+Both return one dict per pair with the same keys, so assets and the validation treat them alike:
+judge_score (int 1–5, or None when the judge gave no usable score), judge_value (a continuous score for
+ranking, None likewise), judge_reason, judge_feedback, judge_error (why there is no score, else None).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import numpy as np
+
+from fi_resources.logic.flow_judge import (
+    FLOW_JUDGE_VERSION,
+    JudgeOutputError,
+    flow_judge_prompt,
+    parse_flow_judge_output,
+)
+from fi_resources.logic.prompts import judge_contexts
+from fi_resources.logic.rubric import judge_pair
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, float], None]
+
+
+class Generator(Protocol):
+    def generate(
+        self, prompts: Sequence[str], max_new_tokens: int = ..., stop: str | None = None
+    ) -> list[str]: ...
+
+
+class FlowJudge:
+    """Flow-Judge-v0.1 style judging through any generator (a local LM, or a served model over HTTP).
+
+    `format_prompt` wraps the user message for the generator (e.g. a chat template); leave it None for
+    an endpoint that applies its own. Unparseable output gives the pair no score, never an exception.
+    """
+
+    def __init__(
+        self,
+        generator: Generator,
+        name: str = "flow-judge",
+        format_prompt: Callable[[str], str] | None = None,
+        max_new_tokens: int = 512,
+    ):
+        self.generator = generator
+        self.name = f"{name}/{FLOW_JUDGE_VERSION}"
+        self.format_prompt = format_prompt
+        self.max_new_tokens = max_new_tokens
+
+    def score(
+        self, instructions: Sequence[str], answers: Sequence[str], progress: Progress | None = None
+    ) -> list[dict]:
+        if len(instructions) != len(answers):
+            raise ValueError("instructions and answers differ in length")
+        if not instructions:
+            return []
+        prompts = [flow_judge_prompt(i, a) for i, a in zip(instructions, answers, strict=True)]
+        if self.format_prompt:
+            prompts = [self.format_prompt(p) for p in prompts]
+        outputs = self.generator.generate(prompts, max_new_tokens=self.max_new_tokens, stop=None)
+        if len(outputs) != len(prompts):
+            raise RuntimeError(
+                f"the judge generator returned {len(outputs)} outputs for {len(prompts)} prompts"
+            )
+        rows = []
+        for text in outputs:
+            try:
+                verdict = parse_flow_judge_output(text)
+                rows.append(
+                    {
+                        "judge_score": verdict.score,
+                        "judge_value": float(verdict.score),
+                        "judge_reason": f"flow-judge score {verdict.score}",
+                        "judge_feedback": verdict.feedback,
+                        "judge_error": None,
+                    }
+                )
+            except JudgeOutputError as exc:
+                rows.append(
+                    {
+                        "judge_score": None,
+                        "judge_value": None,
+                        "judge_reason": f"unparseable judge output ({exc.reason})",
+                        "judge_feedback": text[:500] if text else "",
+                        "judge_error": str(exc),
+                    }
+                )
+        return rows
+
+
+def answer_logprobs(
+    lm, contexts: Sequence[str], answers: Sequence[str], batch_size: int = 16
+) -> list[tuple[float, int]]:
+    """(total log p(answer | context), answer tokens) per pair. Same numbers as `CausalLM.mean_logprob`
+    × tokens, but the 49k-word output layer and softmax run only at answer positions, not over the context
+    (bench/bench_judge_scoring.py; on the shared 2-core machine the difference was within noise:
+    median ratios 0.91x and 1.14x in two runs, no clear gain). An empty answer gives (0.0, 0)."""
+    import torch
+
+    tok = lm.tokenizer
+    out: list[float] = []
+    with torch.inference_mode():
+        for b in range(0, len(contexts), batch_size):
+            ctx = [
+                tok(c, add_special_tokens=False)["input_ids"] or [tok.eos_token_id]
+                for c in contexts[b : b + batch_size]
+            ]
+            ans = [tok(a, add_special_tokens=False)["input_ids"] for a in answers[b : b + batch_size]]
+            seqs = [c + a for c, a in zip(ctx, ans, strict=True)]
+            width = max(len(s) for s in seqs)
+            ids = torch.full((len(seqs), width), tok.pad_token_id)
+            mask = torch.zeros_like(ids)
+            for r, s in enumerate(seqs):
+                ids[r, : len(s)] = torch.tensor(s)
+                mask[r, : len(s)] = 1
+            hidden = lm.model.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+            rows, pos, targets, owner = [], [], [], []
+            for r, (c, a) in enumerate(zip(ctx, ans, strict=True)):
+                rows += [r] * len(a)
+                pos += range(len(c) - 1, len(c) - 1 + len(a))
+                targets += a
+                owner += [r] * len(a)
+            if targets:
+                logits = lm.model.get_output_embeddings()(
+                    hidden[torch.tensor(rows), torch.tensor(pos)]
+                ).float()
+                lp = torch.log_softmax(logits, -1)[torch.arange(len(targets)), torch.tensor(targets)]
+                sums = torch.zeros(len(seqs)).index_add_(0, torch.tensor(owner), lp)
+            for r, a in enumerate(ans):
+                out.append((float(sums[r]) if a else 0.0, len(a)))
+    return out
+
+
+class LikelihoodJudge:
+    """The embedded judge: instruction gain (PMI) and fluency under the LM, relevance under the encoder, text
+    flags; combined and mapped to 1–5 by logic/rubric.py. Each distinct (context, answer) is scored once."""
+
+    name = "likelihood-judge/v2"
+    max_answer_words = 64  # longer answers are scored on their start: the signals settle, the cost does not
+
+    def __init__(self, lm, encoder, batch_size: int = 16):
+        self.lm = lm
+        self.encoder = encoder
+        self.batch_size = batch_size
+
+    def _logprobs(
+        self, items: list[tuple[str, str]], progress: Progress | None
+    ) -> dict[tuple[str, str], tuple[float, int]]:
+        unique = list(dict.fromkeys(items))
+        unique.sort(key=lambda x: len(x[0]) + len(x[1]))  # similar lengths per batch: less padding
+        out: dict[tuple[str, str], tuple[float, int]] = {}
+        start = time.perf_counter()
+        step = self.batch_size * 4
+        for b in range(0, len(unique), step):
+            chunk = unique[b : b + step]
+            scores = answer_logprobs(self.lm, [c for c, _ in chunk], [a for _, a in chunk], self.batch_size)
+            out.update(zip(chunk, scores, strict=True))
+            if progress:
+                progress(min(b + step, len(unique)), len(unique), time.perf_counter() - start)
+        return out
+
+    def signals(
+        self, instructions: Sequence[str], answers: Sequence[str], progress: Progress | None = None
+    ) -> list[dict]:
+        """Per pair: total_gain = log p(answer | instruction) − log p(answer) summed over the answer's tokens
+        (PMI), instruction_gain = the same per token, fluency = mean log p(answer), relevance = cosine."""
+        if len(instructions) != len(answers):
+            raise ValueError("instructions and answers differ in length")
+        cut = [" ".join(a.split()[: self.max_answer_words]) for a in answers]
+        ctx = [judge_contexts(i) for i in instructions]
+        items = [(w, a) for (w, _), a in zip(ctx, cut, strict=True)] + [
+            (wo, a) for (_, wo), a in zip(ctx, cut, strict=True)
+        ]
+        lp = self._logprobs(items, progress)
+        texts = list(dict.fromkeys([*instructions, *answers]))
+        emb = dict(zip(texts, self.encoder.encode(texts), strict=True))
+        rows = []
+        for (w, wo), a, full, i in zip(ctx, cut, answers, instructions, strict=True):
+            (with_i, n), (without, _) = lp[(w, a)], lp[(wo, a)]
+            rows.append(
+                {
+                    "total_gain": with_i - without,
+                    "instruction_gain": (with_i - without) / n if n else float("nan"),
+                    "fluency": without / n if n else float("nan"),
+                    "relevance": float(np.dot(emb[i], emb[full])),
+                    "answer_tokens": n,
+                }
+            )
+        return rows
+
+    def score(
+        self, instructions: Sequence[str], answers: Sequence[str], progress: Progress | None = None
+    ) -> list[dict]:
+        if not instructions:
+            return []
+        rows = []
+        for s, answer in zip(self.signals(instructions, answers, progress), answers, strict=True):
+            if not s["answer_tokens"]:
+                rows.append({**s, "judge_score": None, "judge_value": None, "judge_reason": "empty answer",
+                             "judge_feedback": None, "judge_error": "empty_answer: nothing to judge"})  # fmt: skip
+                continue
+            j = judge_pair(s["total_gain"], s["relevance"], s["fluency"], answer)
+            rows.append(
+                {**s, "judge_score": j.score, "judge_value": j.value, "judge_reason": j.reason,
+                 "judge_feedback": None, "judge_error": None}
+            )  # fmt: skip
+        return rows
+
+
+# ---- the judge check set's material ------------------------------------------------------------
+def silver_base_pairs(silver, documents) -> list:
+    """The teacher's usable silver instantiations, excerpts expanded from their documents, as base pairs."""
+    from fi_resources.logic.excerpts import ExcerptError, expand_excerpts
+    from fi_resources.logic.judge_check import BasePair
+    from fi_resources.logic.parsing import OutputError, parse_instantiator_output
+
+    texts = dict(zip(documents["doc_id"], documents["text"], strict=True))
+    out = []
+    for row in silver.itertuples():
+        if row.reason != "ok" or not isinstance(row.target, str) or row.doc_id not in texts:
+            continue
+        try:
+            parsed = parse_instantiator_output(row.target)
+            if parsed is None:
+                continue
+            answer = expand_excerpts(parsed[1], texts[row.doc_id]).text
+        except (OutputError, ExcerptError):
+            continue
+        out.append(
+            BasePair(f"silver:{row.doc_id}:{row.template_id}", "silver", row.doc_id, parsed[0], answer)
+        )
+    return out
+
+
+def chatterbot_base_pairs(pairs: Sequence[tuple[str, str]]) -> list:
+    """Real hand-written Q&A turns (prose answers only: code answers are unlike the pipeline's pairs)."""
+    from fi_resources.logic.judge_check import BasePair
+    from fi_resources.sources import stable_id
+
+    out = []
+    for q, a in pairs:
+        if "```" in a:
+            continue
+        out.append(
+            BasePair(f"chatterbot:{stable_id(q, a)}", "chatterbot", f"chatterbot:{stable_id(a)}", q, a)
+        )
+    return out
+
+
+def check_material(silver, documents, pairs_per_source: int, seed: int) -> tuple[list, list[tuple[str, str]]]:
+    """Base pairs (up to `pairs_per_source` silver + chatterbot, seeded sample) and off-topic sentences."""
+    import random
+
+    from fi_resources.logic.judge_check import MIN_ANSWER_WORDS
+    from fi_resources.logic.prompts import split_sentences
+    from fi_resources.sources import chatterbot_qa_pairs
+
+    rng = random.Random(seed)
+    base = []
+    for pool in (silver_base_pairs(silver, documents), chatterbot_base_pairs(chatterbot_qa_pairs())):
+        pool = [p for p in pool if len(p.answer.split()) >= MIN_ANSWER_WORDS]
+        base += rng.sample(pool, min(pairs_per_source, len(pool)))
+    off_topic = [
+        (doc_id, text[s:e])
+        for doc_id, text in zip(documents["doc_id"], documents["text"], strict=True)
+        for s, e in split_sentences(text)
+        if len(text[s:e].split()) >= MIN_ANSWER_WORDS
+    ]
+    return base, off_topic
