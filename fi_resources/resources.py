@@ -203,16 +203,19 @@ class ModelsResource(dg.ConfigurableResource):
             self.backend("teacher"), self.encoder(), fill_threshold, answer_threshold
         )
 
-    def judge(self, kind: str = "likelihood") -> LikelihoodJudge | FlowJudge:
+    def judge(self, kind: str = "auto") -> LikelihoodJudge | FlowJudge:
         """'likelihood': the embedded judge (validated by `judge_validation`). 'flow-judge': the paper's
-        Flow-Judge prompt through the profile's LM (a 135M model cannot follow it; an HTTP-served
-        Flow-Judge-v0.1 plugs in here as any object with `generate(prompts, max_new_tokens, stop)`)."""
+        Flow-Judge prompt through the judge role's backend (in `paper`, Flow-Judge-v0.1 served over HTTP; a
+        135M model cannot follow the prompt). 'auto': flow-judge in `paper`, likelihood otherwise."""
+        if kind == "auto":
+            kind = "flow-judge" if self.profile == "paper" else "likelihood"
         if kind == "likelihood":
             return LikelihoodJudge(self.lm(), self.encoder())
         if kind == "flow-judge":
-            lm = self.lm()
-            return FlowJudge(lm, name=f"flow-judge@{lm.name}", format_prompt=lm.chat_prompt)
-        raise ValueError(f"unknown judge {kind!r}; choose 'likelihood' or 'flow-judge'")
+            backend = self.backend("judge")
+            name = self.model_names().get("judge") or self.model_names()["lm"]
+            return FlowJudge(backend, name=f"flow-judge@{name}", format_prompt=backend.chat_prompt)
+        raise ValueError(f"unknown judge {kind!r}; choose 'auto', 'likelihood' or 'flow-judge'")
 
     def model_names(self) -> dict[str, str]:
         if self.profile == "paper":
@@ -283,7 +286,9 @@ class PipelineSettings(dg.ConfigurableResource):
     instantiator_epochs: int = 2
     min_grounding: float = 0.80
     keep_score: int = 4
-    judge: str = "likelihood"  # or "flow-judge" (see ModelsResource.judge)
+    judge: str = (
+        "auto"  # "likelihood", "flow-judge" or auto (flow-judge in `paper`; see ModelsResource.judge)
+    )
     judge_check_pairs: int = 16  # correct pairs per source (silver, chatterbot) in the judge check set
     judge_min_win_rate: float = (
         0.80  # the check set's held-out half must rank correct over corrupted this often
