@@ -330,12 +330,20 @@ class CausalLM:
         seed: int = 0,
         train_top_layers: float = 1.0,
         progress: Callable[[str], None] | None = None,
+        lora_rank: int = 0,
     ) -> dict:
         """Supervised fine-tuning on (prompt, target) pairs; loss on target tokens only. Saves to out_dir.
 
         `train_top_layers` < 1 trains only that share of the top decoder layers (embeddings and the layers
         below frozen): backward then stops early, which is what makes CPU fine-tuning affordable.
+        `lora_rank` > 0 trains LoRA adapters of that rank (peft) on every attention and MLP projection of
+        those layers instead of the weights themselves; the adapters are merged into the weights before
+        saving, so the saved folder loads like any full fine-tune.
         """
+        if lora_rank < 0:
+            raise ValueError(f"lora_rank must be >= 0, not {lora_rank}")
+        if not 0.0 < train_top_layers <= 1.0:
+            raise ValueError(f"train_top_layers must be in (0, 1], not {train_top_layers}")
         tok = self.tokenizer
         rows = []
         for prompt, target in examples:
@@ -347,7 +355,9 @@ class CausalLM:
         rng = random.Random(seed)
         torch.manual_seed(seed)
         model = self.model.train()
-        trainable = self._unfreeze_top(train_top_layers)
+        trainable = (
+            self._add_lora(lora_rank, train_top_layers) if lora_rank else self._unfreeze_top(train_top_layers)
+        )
         opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)
         steps_total = epochs * math.ceil(len(rows) / batch_size)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.1, 1 - s / max(1, steps_total)))
@@ -380,6 +390,11 @@ class CausalLM:
                 if progress and (step % 5 == 0 or step == steps_total):
                     rate = tokens / (time.perf_counter() - start)
                     progress(f"step {step}/{steps_total} loss {losses[-1]:.3f} ({rate:.0f} tok/s)")
+        trained_parameters = sum(p.numel() for p in trainable)
+        if lora_rank:
+            # Fold B·A·alpha/r into each projection and drop the adapter modules.
+            self.model = model = self._peft.merge_and_unload()
+            del self._peft
         model.eval()
         for p in model.parameters():
             p.requires_grad_(True)
@@ -396,8 +411,26 @@ class CausalLM:
             "train_tokens": tokens,
             "train_seconds": round(seconds, 1),
             "train_tokens_per_s": round(tokens / seconds, 1) if seconds else 0.0,
-            "trained_parameters": sum(p.numel() for p in trainable),
+            "trained_parameters": trained_parameters,
+            "lora_rank": lora_rank,
         }
+
+    def _add_lora(self, rank: int, share: float) -> list[torch.nn.Parameter]:
+        from peft import LoraConfig, get_peft_model
+
+        layers = self.model.get_decoder().layers
+        first = len(layers) - max(1, round(share * len(layers)))
+        config = LoraConfig(
+            r=rank,
+            lora_alpha=2 * rank,
+            lora_dropout=0.0,
+            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+            layers_to_transform=list(range(first, len(layers))),
+            bias="none",
+        )
+        # get_peft_model injects the adapters into self.model's own modules and freezes everything else.
+        self._peft = get_peft_model(self.model, config)
+        return [p for p in self.model.parameters() if p.requires_grad]
 
     def _unfreeze_top(self, share: float) -> list[torch.nn.Parameter]:
         layers = self.model.get_decoder().layers
