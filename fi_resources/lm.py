@@ -146,8 +146,9 @@ class CausalLM:
         else:
             rows = self.greedy_token_ids(ids, max_new_tokens, batch_size, stop, progress, start)
         out = []
+        skip = self._eos_ids | {self.tokenizer.pad_token_id}
         for row in rows:
-            row = [t for t in row if t != self.tokenizer.pad_token_id and t not in self._eos_ids]
+            row = [t for t in row if t not in skip]
             self.stats.new_tokens += len(row)
             text = self.tokenizer.decode(row, skip_special_tokens=True)
             out.append(text.split(stop)[0] if stop else text)
