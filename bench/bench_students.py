@@ -53,8 +53,10 @@ def artifact(home: Path, name: str) -> Path:
     return found[-1].parent
 
 
-def student_genericize(lm: CausalLM, queries: list[str]) -> int:
-    raw = lm.generate([genericizer_prompt(q) for q in queries], max_new_tokens=96, stop="\n")
+def student_genericize(lm: CausalLM, queries: list[str], batch_size: int) -> int:
+    raw = lm.generate(
+        [genericizer_prompt(q) for q in queries], max_new_tokens=96, batch_size=batch_size, stop="\n"
+    )
     valid = 0
     for q, text in zip(queries, raw, strict=True):
         try:
@@ -65,8 +67,10 @@ def student_genericize(lm: CausalLM, queries: list[str]) -> int:
     return valid
 
 
-def student_instantiate(lm: CausalLM, pairs: list[tuple[str, str, str]]) -> int:
-    raw = lm.generate([instantiator_prompt(t, d) for t, _, d in pairs], max_new_tokens=80, batch_size=8)
+def student_instantiate(lm: CausalLM, pairs: list[tuple[str, str, str]], batch_size: int) -> int:
+    raw = lm.generate(
+        [instantiator_prompt(t, d) for t, _, d in pairs], max_new_tokens=80, batch_size=batch_size
+    )
     valid = 0
     for (_, _, doc), text in zip(pairs, raw, strict=True):
         try:
@@ -93,6 +97,9 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=12, help="instantiator pairs (0 = skip)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    # Defaults are the batch sizes query_templates / instantiated_pairs use today.
+    parser.add_argument("--genericizer-batch", type=int, default=16)
+    parser.add_argument("--instantiator-batch", type=int, default=8)
     args = parser.parse_args()
     home = Path(args.home)
     queries = table(home, "user_queries").sample(frac=1.0, random_state=args.seed)["query"].tolist()
@@ -107,7 +114,12 @@ def main() -> None:
             teacher.lm,
             lambda: sum(t.reason is None for t in teacher.genericize(queries)),
         ),
-        ("genericizer", "student", genericizer, lambda: student_genericize(genericizer, queries)),
+        (
+            "genericizer",
+            "student",
+            genericizer,
+            lambda: student_genericize(genericizer, queries, args.genericizer_batch),
+        ),
     ]
     sizes = {"genericizer": len(queries)}
     if args.pairs > 0:
@@ -124,7 +136,12 @@ def main() -> None:
                 teacher.lm,
                 lambda: sum(teacher.instantiate(t, ti, d).reason == "ok" for t, ti, d in pairs),
             ),
-            ("instantiator", "student", instantiator, lambda: student_instantiate(instantiator, pairs)),
+            (
+                "instantiator",
+                "student",
+                instantiator,
+                lambda: student_instantiate(instantiator, pairs, args.instantiator_batch),
+            ),
         ]
         sizes["instantiator"] = len(pairs)
     genericizer.generate(["warm-up"], max_new_tokens=2)
