@@ -114,6 +114,7 @@ def train_student(
         lr=settings.student_lr,
         batch_size=batch_size,
         train_top_layers=settings.student_train_top_layers,
+        lora_rank=settings.student_lora_rank,
         seed=settings.seed,
         progress=text_logger(context, f"{asset} fine-tune"),
     )

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 log = logging.getLogger(__name__)
 
@@ -123,33 +124,171 @@ class CausalLM:
         batch_size: int = 16,
         stop: str | None = None,
         progress: Callable[[int, int, float], None] | None = None,
+        engine: str = "loop",
     ) -> list[str]:
-        """Greedy completions. Prompts are sorted by length so a batch wastes little on padding."""
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-        out: list[str] = [""] * len(prompts)
+        """Greedy completions, token for token what one-at-a-time greedy `model.generate` gives.
+
+        `engine="loop"` (default) is our own KV-cache decode loop (`greedy_token_ids`): up to `batch_size` rows
+        decode together, finished rows leave the batch and queued prompts take their place. `engine="hf"` is
+        transformers' `generate` on length-sorted batches, kept as the reference the benchmark compares with.
+        `stop` cuts each completion before its first occurrence (the loop stops decoding that row there).
+        """
+        if engine not in ("loop", "hf"):
+            raise ValueError(f"engine must be 'loop' or 'hf', not {engine!r}")
+        if max_new_tokens < 1 or batch_size < 1:
+            raise ValueError("max_new_tokens and batch_size must be >= 1")
+        if stop == "":
+            raise ValueError("stop must be a non-empty string or None")
         start = time.perf_counter()
-        done = 0
+        ids = [self.tokenizer(p)["input_ids"] for p in prompts]
+        if engine == "hf":
+            rows = self._hf_token_ids(ids, max_new_tokens, batch_size, progress, start)
+        else:
+            rows = self.greedy_token_ids(ids, max_new_tokens, batch_size, stop, progress, start)
+        out = []
+        skip = self._eos_ids | {self.tokenizer.pad_token_id}
+        for row in rows:
+            row = [t for t in row if t not in skip]
+            self.stats.new_tokens += len(row)
+            text = self.tokenizer.decode(row, skip_special_tokens=True)
+            out.append(text.split(stop)[0] if stop else text)
+        self.stats.prompts += len(prompts)
+        self.stats.seconds += time.perf_counter() - start
+        return out
+
+    @property
+    def _eos_ids(self) -> set[int]:
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        return set(eos) if isinstance(eos, list) else {eos}
+
+    def _hf_token_ids(
+        self,
+        ids: list[list[int]],
+        max_new_tokens: int,
+        batch_size: int,
+        progress: Callable[[int, int, float], None] | None,
+        start: float,
+    ) -> list[list[int]]:
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        out: list[list[int]] = [[] for _ in ids]
         for b in range(0, len(order), batch_size):
             idx = order[b : b + batch_size]
-            enc = self.tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True)
+            enc = self.tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
             gen = self.model.generate(
                 **enc,
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
                 pad_token_id=self.tokenizer.pad_token_id,
             )
-            new = gen[:, enc["input_ids"].shape[1] :]
-            for i, row in zip(idx, new, strict=True):
-                ids = [t for t in row.tolist() if t != self.tokenizer.pad_token_id]
-                self.stats.new_tokens += len(ids)
-                text = self.tokenizer.decode(ids, skip_special_tokens=True)
-                out[i] = text.split(stop)[0] if stop else text
-            done += len(idx)
+            for i, row in zip(idx, gen[:, enc["input_ids"].shape[1] :].tolist(), strict=True):
+                out[i] = row
             if progress:
-                progress(done, len(prompts), time.perf_counter() - start)
-        self.stats.prompts += len(prompts)
-        self.stats.seconds += time.perf_counter() - start
+                progress(b + len(idx), len(ids), time.perf_counter() - start)
         return out
+
+    @torch.inference_mode()
+    def greedy_token_ids(
+        self,
+        ids: Sequence[Sequence[int]],
+        max_new_tokens: int = 48,
+        batch_size: int = 16,
+        stop: str | None = None,
+        progress: Callable[[int, int, float], None] | None = None,
+        start: float | None = None,
+        prefill_tokens: int = 4096,
+    ) -> list[list[int]]:
+        """Greedy decoding of tokenised prompts with continuous batching; returns the new token ids of each
+        (ending with the EOS token where one was produced).
+
+        Why it beats `generate` on a CPU: a decode step costs about the same at 8 or 64 rows (it is bound by
+        reading the weights), so the batch is kept full — a row that finishes (EOS, `max_new_tokens`, or
+        `stop` seen in its text) is dropped from the KV cache at once and queued prompts (sorted by length)
+        are prefilled into the free slots. Prompts are prefilled in chunks of <= `prefill_tokens` padded
+        tokens, projecting only the last position onto the vocabulary. The KV cache lives in preallocated
+        buffers written in place (transformers' DynamicCache re-copies the whole cache every step).
+        Left padding: every row has its own position ids and attention mask, so padding never changes a
+        row's result beyond float rounding.
+        """
+        start = time.perf_counter() if start is None else start
+        eos = self._eos_ids
+        pad = self.tokenizer.pad_token_id
+        empty = [i for i in range(len(ids)) if not ids[i]]
+        if empty:
+            raise ValueError(f"prompt(s) {empty[:5]} tokenise to nothing: there is nothing to condition on")
+        queue = sorted(range(len(ids)), key=lambda i: (len(ids[i]), i))
+        out: list[list[int]] = [[] for _ in ids]
+        # A token decodes to >= 1 byte, so the stop string lies within its byte length (+2) of the end.
+        window = len(stop.encode("utf8")) + 2 if stop else 0
+        state: _Batch | None = None
+        done = 0
+        while queue or state is not None:
+            free = batch_size - (state.alive_count if state else 0)
+            # Refill once a quarter of the slots are free: prefill and merge are cheaper in chunks.
+            if queue and (state is None or free >= max(1, batch_size // 4)):
+                state = state.compact() if state else None
+                take, queue = queue[:free], queue[free:]
+                for chunk in _chunks(take, [len(ids[i]) for i in take], prefill_tokens):
+                    new = self._prefill([ids[i] for i in chunk], chunk, pad)
+                    state = new if state is None else state.merge(new)
+                fresh = set(take)
+                for r, i in enumerate(state.rows):
+                    if i in fresh:
+                        out[i].append(int(state.last[r]))
+            else:
+                if state.cache is None:
+                    state.start_decoding(reserve=max_new_tokens)
+                state.mask = torch.cat([state.mask, state.mask.new_ones((state.size, 1))], dim=1)
+                logits = self.model(
+                    input_ids=state.last[:, None],
+                    attention_mask=state.mask,
+                    position_ids=state.next_pos[:, None],
+                    past_key_values=state.cache,
+                    use_cache=True,
+                ).logits
+                state.last = logits[:, -1].argmax(-1)
+                state.next_pos += 1
+                for r, t in enumerate(state.last.tolist()):
+                    if state.alive[r]:
+                        out[state.rows[r]].append(t)
+            for r, i in enumerate(state.rows):
+                row = out[i]
+                if state.alive[r] and (
+                    row[-1] in eos
+                    or len(row) >= max_new_tokens
+                    or (stop and stop in self.tokenizer.decode(row[-window:], skip_special_tokens=True))
+                ):
+                    state.alive[r] = False
+                    done += 1
+                    if progress:
+                        progress(done, len(ids), time.perf_counter() - start)
+            # Finished rows ride along (a step costs about the same with them) until a quarter are finished.
+            if state.alive_count == 0:
+                state = None
+            elif state.size - state.alive_count >= max(1, state.size // 4):
+                state = state.compact()
+        return out
+
+    def _prefill(self, prompts: list[list[int]], rows: list[int], pad: int) -> _Batch:
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), pad)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for r, p in enumerate(prompts):
+            ids[r, width - len(p) :] = torch.tensor(p)
+            mask[r, width - len(p) :] = 1
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=self.model.config)
+        logits = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=pos,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        ).logits
+        kv = [(layer.keys, layer.values) for layer in cache.layers]
+        return _Batch(rows, kv, mask, pos[:, -1] + 1, logits[:, -1].argmax(-1))
 
     @torch.inference_mode()
     def mean_logprob(
@@ -192,12 +331,20 @@ class CausalLM:
         seed: int = 0,
         train_top_layers: float = 1.0,
         progress: Callable[[str], None] | None = None,
+        lora_rank: int = 0,
     ) -> dict:
         """Supervised fine-tuning on (prompt, target) pairs; loss on target tokens only. Saves to out_dir.
 
         `train_top_layers` < 1 trains only that share of the top decoder layers (embeddings and the layers
         below frozen): backward then stops early, which is what makes CPU fine-tuning affordable.
+        `lora_rank` > 0 trains LoRA adapters of that rank (peft) on every attention and MLP projection of
+        those layers instead of the weights themselves; the adapters are merged into the weights before
+        saving, so the saved folder loads like any full fine-tune.
         """
+        if lora_rank < 0:
+            raise ValueError(f"lora_rank must be >= 0, not {lora_rank}")
+        if not 0.0 < train_top_layers <= 1.0:
+            raise ValueError(f"train_top_layers must be in (0, 1], not {train_top_layers}")
         tok = self.tokenizer
         rows = []
         for prompt, target in examples:
@@ -209,7 +356,9 @@ class CausalLM:
         rng = random.Random(seed)
         torch.manual_seed(seed)
         model = self.model.train()
-        trainable = self._unfreeze_top(train_top_layers)
+        trainable = (
+            self._add_lora(lora_rank, train_top_layers) if lora_rank else self._unfreeze_top(train_top_layers)
+        )
         opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)
         steps_total = epochs * math.ceil(len(rows) / batch_size)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.1, 1 - s / max(1, steps_total)))
@@ -242,6 +391,11 @@ class CausalLM:
                 if progress and (step % 5 == 0 or step == steps_total):
                     rate = tokens / (time.perf_counter() - start)
                     progress(f"step {step}/{steps_total} loss {losses[-1]:.3f} ({rate:.0f} tok/s)")
+        trained_parameters = sum(p.numel() for p in trainable)
+        if lora_rank:
+            # Fold B·A·alpha/r into each projection and drop the adapter modules.
+            self.model = model = self._peft.merge_and_unload()
+            del self._peft
         model.eval()
         for p in model.parameters():
             p.requires_grad_(True)
@@ -258,8 +412,26 @@ class CausalLM:
             "train_tokens": tokens,
             "train_seconds": round(seconds, 1),
             "train_tokens_per_s": round(tokens / seconds, 1) if seconds else 0.0,
-            "trained_parameters": sum(p.numel() for p in trainable),
+            "trained_parameters": trained_parameters,
+            "lora_rank": lora_rank,
         }
+
+    def _add_lora(self, rank: int, share: float) -> list[torch.nn.Parameter]:
+        from peft import LoraConfig, get_peft_model
+
+        layers = self.model.get_decoder().layers
+        first = len(layers) - max(1, round(share * len(layers)))
+        config = LoraConfig(
+            r=rank,
+            lora_alpha=2 * rank,
+            lora_dropout=0.0,
+            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+            layers_to_transform=list(range(first, len(layers))),
+            bias="none",
+        )
+        # get_peft_model injects the adapters into self.model's own modules and freezes everything else.
+        self._peft = get_peft_model(self.model, config)
+        return [p for p in self.model.parameters() if p.requires_grad]
 
     def _unfreeze_top(self, share: float) -> list[torch.nn.Parameter]:
         layers = self.model.get_decoder().layers
@@ -282,3 +454,118 @@ class CausalLM:
         keep = targets != -100
         logits = self.model.get_output_embeddings()(hidden[:, :-1][keep])
         return torch.nn.functional.cross_entropy(logits.float(), targets[keep])
+
+
+def _chunks(rows: list[int], lengths: list[int], budget: int) -> list[list[int]]:
+    """Split length-sorted rows into consecutive chunks whose padded size (rows x longest) fits `budget`."""
+    chunks: list[list[int]] = []
+    longest = 0
+    for row, n in zip(rows, lengths, strict=True):
+        if chunks and (len(chunks[-1]) + 1) * max(n, longest) <= budget:
+            chunks[-1].append(row)
+            longest = max(n, longest)
+        else:
+            chunks.append([row])
+            longest = n
+    return chunks
+
+
+class _BufferLayer(DynamicLayer):
+    """One layer's KV in a preallocated buffer; a decode step writes its column in place."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, extra: int):
+        super().__init__()
+        b, h, t, d = keys.shape
+        self.kbuf = keys.new_empty((b, h, t + extra, d))
+        self.vbuf = values.new_empty((b, h, t + extra, d))
+        self.kbuf[:, :, :t] = keys
+        self.vbuf[:, :, :t] = values
+        self.length = t
+        self.dtype, self.device = keys.dtype, keys.device
+        self.is_initialized = True
+        self.keys, self.values = self.kbuf[:, :, :t], self.vbuf[:, :, :t]
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        n = key_states.shape[-2]
+        if self.length + n > self.kbuf.shape[-2]:
+            raise RuntimeError("KV buffer full: the decode loop reserved too few columns")
+        self.kbuf[:, :, self.length : self.length + n] = key_states
+        self.vbuf[:, :, self.length : self.length + n] = value_states
+        self.length += n
+        self.keys, self.values = self.kbuf[:, :, : self.length], self.vbuf[:, :, : self.length]
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+
+class _Batch:
+    """The rows decoding together: KV cache, attention mask, next position ids, last tokens, who is done."""
+
+    def __init__(
+        self,
+        rows: list[int],
+        kv: list[tuple[torch.Tensor, torch.Tensor]],
+        mask: torch.Tensor,
+        next_pos: torch.Tensor,
+        last: torch.Tensor,
+    ):
+        self.rows, self.kv, self.mask, self.next_pos, self.last = rows, kv, mask, next_pos, last
+        self.alive = [True] * len(rows)
+        self.cache: Cache | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.rows)
+
+    @property
+    def alive_count(self) -> int:
+        return sum(self.alive)
+
+    def start_decoding(self, reserve: int) -> None:
+        """Move the KV into buffers with room for `reserve` more columns (no row decodes more than that
+        before the batch is rebuilt by compact/merge)."""
+        self.cache = Cache(layers=[_BufferLayer(k, v, reserve) for k, v in self.kv])
+        self.kv = []
+
+    def current_kv(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        if self.cache is None:
+            return self.kv
+        return [(layer.keys, layer.values) for layer in self.cache.layers]
+
+    def compact(self) -> _Batch | None:
+        """Drop finished rows, and the leading columns that are padding for every row left."""
+        keep = [r for r in range(self.size) if self.alive[r]]
+        if not keep:
+            return None
+        sel = torch.tensor(keep)
+        mask = self.mask[sel]
+        first = int(mask.any(0).nonzero()[0])
+        kv = [(k[sel, :, first:], v[sel, :, first:]) for k, v in self.current_kv()]
+        return _Batch([self.rows[r] for r in keep], kv, mask[:, first:], self.next_pos[sel], self.last[sel])
+
+    def merge(self, other: _Batch) -> _Batch:
+        """Stack two batches, left-padding the narrower one's KV and mask (masked columns are ignored)."""
+        width = max(self.mask.shape[1], other.mask.shape[1])
+
+        def left_pad(t: torch.Tensor, dim: int) -> torch.Tensor:
+            n = width - t.shape[dim]
+            if n == 0:
+                return t
+            shape = list(t.shape)
+            shape[dim] = n
+            return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+        kv = [
+            (torch.cat([left_pad(ka, 2), left_pad(kb, 2)]), torch.cat([left_pad(va, 2), left_pad(vb, 2)]))
+            for (ka, va), (kb, vb) in zip(self.current_kv(), other.current_kv(), strict=True)
+        ]
+        merged = _Batch(
+            self.rows + other.rows,
+            kv,
+            torch.cat([left_pad(self.mask, 1), left_pad(other.mask, 1)]),
+            torch.cat([self.next_pos, other.next_pos]),
+            torch.cat([self.last, other.last]),
+        )
+        merged.alive = self.alive + other.alive
+        return merged

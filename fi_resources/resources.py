@@ -260,6 +260,9 @@ class PipelineSettings(dg.ConfigurableResource):
     # Share of top decoder layers fine-tuned (the rest frozen). Measured on the demo: training the top half
     # is 1.5x faster but the genericizer then writes 36 valid templates of 395 instead of 217.
     student_train_top_layers: float = 1.0
+    # > 0: train LoRA adapters of this rank (peft) instead of the weights, merged into them before saving;
+    # 0 = full fine-tune. LoRA usually wants a higher student_lr (~1e-3).
+    student_lora_rank: int = 0
     builtin_shards: int = 3  # Wikipedia shards written into the document folder when it is empty
     docs_per_shard: int = 10
     max_document_chars: int = 1200
