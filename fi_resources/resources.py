@@ -94,7 +94,11 @@ class ModelsResource(dg.ConfigurableResource):
         if role in ("genericizer", "instantiator") and path is None:
             raise ValueError(f"role {role!r} needs the path of the fine-tuned student")
         inner = self._http_backend(role, path, version) or LocalBackend(
-            self.lm(path), batch_size=16 if role != "instantiator" else 8, version=version
+            # A decode step costs about the same for 16 or 64 rows on CPU (bench_generation: 68.9 vs 83.9
+            # tok/s), so batches are wide; the response cache hands over chunks of up to 64 prompts.
+            self.lm(path),
+            batch_size=32,
+            version=version,
         )
         if not self.response_cache:
             return inner
