@@ -2,7 +2,7 @@
 
 import io
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import dagster as dg
 import pandas as pd
@@ -104,10 +104,14 @@ def train_student(
     models: ModelsResource,
     settings: PipelineSettings,
     warehouse: WarehouseResource,
+    new_tokens: Sequence[str] = (),
 ) -> dg.Output[Artifact]:
-    """Fine-tune a fresh copy of the profile's base LM on (prompt, target) pairs into a versioned artifact."""
+    """Fine-tune a fresh copy of the profile's base LM on (prompt, target) pairs into a versioned artifact.
+    `new_tokens` become single tokens of the student's vocabulary first."""
     out = warehouse.get().staging_dir(asset)
-    stats = models.fresh_lm().finetune(
+    student = models.fresh_lm()
+    added = student.add_tokens(new_tokens) if new_tokens else 0
+    stats = student.finetune(
         examples,
         out,
         epochs=epochs,
@@ -118,5 +122,10 @@ def train_student(
         seed=settings.seed,
         progress=text_logger(context, f"{asset} fine-tune"),
     )
-    info = {"base_model": models.model_names()["lm"], "prompt_version": PROMPT_VERSION, **stats}
+    info = {
+        "base_model": models.model_names()["lm"],
+        "prompt_version": PROMPT_VERSION,
+        "added_tokens": added,
+        **stats,
+    }
     return dg.Output(Artifact(str(out), info=info), metadata=info)

@@ -107,6 +107,27 @@ class CausalLM:
         self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=torch.float32).eval()
         self.stats = GenerationStats()
 
+    def add_tokens(self, tokens: Sequence[str]) -> int:
+        """Make each string one token (e.g. the excerpt markup, 3-4 BPE tokens each otherwise).
+
+        A new embedding starts as the mean of the embeddings of the pieces it used to be split into, so the
+        model starts from what it knew. Returns how many tokens were new."""
+        pieces = {t: self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in tokens}
+        added = self.tokenizer.add_tokens(list(tokens))
+        if not added:
+            return 0
+        self.model.resize_token_embeddings(len(self.tokenizer), mean_resizing=False)
+        matrices = {
+            id(m.weight): m.weight
+            for m in (self.model.get_input_embeddings(), self.model.get_output_embeddings())
+            if m is not None
+        }
+        with torch.no_grad():
+            for weight in matrices.values():  # one matrix when the embeddings are tied
+                for t, old in pieces.items():
+                    weight[self.tokenizer.convert_tokens_to_ids(t)] = weight[old].mean(0)
+        return added
+
     # ---- prompting ----------------------------------------------------------------------------
     def chat_prompt(self, user: str) -> str:
         if self.tokenizer.chat_template:

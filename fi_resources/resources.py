@@ -199,12 +199,16 @@ class ModelsResource(dg.ConfigurableResource):
         return _load("encoder", base, lambda: Encoder(base))
 
     def teacher_for(self, settings: "PipelineSettings") -> WeakSupervisionTeacher:
-        return self.teacher(settings.teacher_fill_threshold, settings.teacher_answer_threshold)
+        return self.teacher(
+            settings.teacher_fill_threshold, settings.teacher_answer_threshold, settings.teacher_answer_chars
+        )
 
-    def teacher(self, fill_threshold: float = 0.15, answer_threshold: float = 0.3) -> WeakSupervisionTeacher:
+    def teacher(
+        self, fill_threshold: float = 0.15, answer_threshold: float = 0.3, answer_chars: int = 480
+    ) -> WeakSupervisionTeacher:
         # The teacher's completions go through the role's backend (in-process or served, cached).
         return WeakSupervisionTeacher(
-            self.backend("teacher"), self.encoder(), fill_threshold, answer_threshold
+            self.backend("teacher"), self.encoder(), fill_threshold, answer_threshold, answer_chars
         )
 
     def judge(self, kind: str = "auto") -> LikelihoodJudge | FlowJudge:
@@ -274,6 +278,9 @@ class PipelineSettings(dg.ConfigurableResource):
     embedder_epochs: int = 1
     teacher_fill_threshold: float = 0.15  # cosine(slot description, filler) the teacher accepts
     teacher_answer_threshold: float = 0.30  # cosine(instruction, excerpt) the teacher accepts
+    teacher_answer_chars: int = (
+        480  # the teacher widens its answer excerpt over following sentences up to this
+    )
     # Gaussian pooling (paper §2: K=5 locals centred at k/(K+1) of the length, σ=0.05·T, α=1.0 pure local).
     pooling_num_local: int = 5
     pooling_sigma: float = 0.05

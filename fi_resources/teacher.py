@@ -19,7 +19,7 @@ import numpy as np
 from fi_resources.encoder import Encoder
 from fi_resources.lm import CausalLM
 from fi_resources.logic import genericize as gz
-from fi_resources.logic.excerpts import make_excerpt_marker
+from fi_resources.logic.excerpts import make_excerpt_marker, widen_to_sentences
 from fi_resources.logic.prompts import (
     clean_description,
     describe_document_prompt,
@@ -65,15 +65,22 @@ def document_parts(document: str) -> tuple[tuple[tuple[int, int], ...], tuple[st
 class WeakSupervisionTeacher:
     """Teacher = rules + small LM + encoder (see module docstring)."""
 
-    name = "weak-supervision-teacher/v1"
+    name = "weak-supervision-teacher/v2"
 
     def __init__(
-        self, lm: CausalLM, encoder: Encoder, fill_threshold: float = 0.15, answer_threshold: float = 0.3
+        self,
+        lm: CausalLM,
+        encoder: Encoder,
+        fill_threshold: float = 0.15,
+        answer_threshold: float = 0.3,
+        answer_chars: int = 480,
     ):
         self.lm = lm
         self.encoder = encoder
         self.fill_threshold = fill_threshold
         self.answer_threshold = answer_threshold
+        # The answer: the best-matching window widened over the next sentences up to this many characters.
+        self.answer_chars = answer_chars
         self._emb: dict[str, np.ndarray] = {}
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -141,9 +148,9 @@ class WeakSupervisionTeacher:
         best = int(np.argmax(sims))
         if sims[best] < self.answer_threshold:
             return SilverInstantiation(None, None, "no_answer_in_document", fill_sim, float(sims[best]))
-        start, end = windows[best]
+        start, end = widen_to_sentences(split_sentences(document), *windows[best], self.answer_chars)
         try:
-            marker = make_excerpt_marker(document, start, end)
+            marker = make_excerpt_marker(document, start, end, words=3)
         except ValueError:
             return SilverInstantiation(None, None, "excerpt_not_unique", fill_sim, float(sims[best]))
         return SilverInstantiation(instruction, marker, "ok", fill_sim, float(sims[best]))

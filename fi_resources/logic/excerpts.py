@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 EXCERPT_OPEN = "<excerpt>"
@@ -222,3 +223,19 @@ def make_excerpt_marker(
 def count_marker_chars(markup: str) -> int:
     """Characters the model must decode for ``markup`` (compare with the expanded text's length)."""
     return len(markup)
+
+
+def widen_to_sentences(
+    sentences: Sequence[tuple[int, int]], start: int, end: int, max_chars: int
+) -> tuple[int, int]:
+    """Extend the span ``[start, end)`` over the sentences that follow it while it stays within ``max_chars``.
+
+    The paper's answers are long verbatim passages; a one-sentence excerpt costs its markup tokens for little
+    copied text, so a wider span is what makes copying cheaper than decoding (see bench/bench_excerpts.py).
+    """
+    for s, e in sentences:
+        if s >= end and e - start <= max_chars:
+            end = e
+        elif s >= end:
+            break
+    return start, end
