@@ -27,6 +27,7 @@ import shutil
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import faiss
@@ -69,6 +70,11 @@ def make_queries(bank: np.ndarray, m: int, seed: int) -> np.ndarray:
     return unit(bank[rows] + 1.0 * noise)
 
 
+def one_at_a_time(search, queries: np.ndarray) -> None:
+    for i in range(len(queries)):
+        search(queries[i : i + 1], K)
+
+
 def timed(fn, repeat: int = 1) -> tuple[float, object]:
     best, out = float("inf"), None
     for _ in range(repeat):
@@ -104,9 +110,9 @@ def main() -> None:
     with omp_threads(args.threads):
         flat = faiss.IndexFlatIP(args.dim)
         flat.add(bank)
-        t_flat, (ex_s, ex_i) = timed(lambda: flat.search(queries, K))
-        t_flat_1, _ = timed(lambda: [flat.search(queries[i : i + 1], K) for i in range(args.single)])
-        del flat
+        t_flat, (ex_s, ex_i) = timed(partial(flat.search, queries, K))
+        t_flat_1, _ = timed(partial(one_at_a_time, flat.search, queries[: args.single]))
+        flat.reset()
     bank_t = torch.from_numpy(bank)
 
     def torch_exact(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -119,7 +125,7 @@ def main() -> None:
 
     with torch.inference_mode():
         t_torch, (tq_s, tq_i) = timed(lambda: torch_exact(queries))
-        t_torch_1, _ = timed(lambda: [torch_exact(queries[i : i + 1]) for i in range(args.single)])
+        t_torch_1, _ = timed(partial(one_at_a_time, lambda q, _k: torch_exact(q), queries[: args.single]))
     agree = recall_at_k(tq_i, ex_i, K)
     t_exact, t_exact_1 = min(t_flat, t_torch), min(t_flat_1, t_torch_1)
     exact_ms = 1000 * t_exact / len(queries)
@@ -158,16 +164,9 @@ def main() -> None:
         if meta["kind"] != "flat" and plan["nprobe"] not in sweep:
             sweep.append(plan["nprobe"])
         for nprobe in sorted(sweep, key=lambda p: p or 0):
-            t_b, (_, got) = timed(
-                lambda: index.search_raw(queries, K, nprobe=nprobe, threads=args.threads), 2
-            )
-            t_1, _ = timed(
-                lambda: [
-                    index.search_raw(queries[i : i + 1], K, nprobe=nprobe, threads=args.threads)
-                    for i in range(args.single)
-                ],
-                2,
-            )
+            search = partial(index.search_raw, nprobe=nprobe, threads=args.threads)
+            t_b, (_, got) = timed(partial(search, queries, K), 2)
+            t_1, _ = timed(partial(one_at_a_time, search, queries[: args.single]), 2)
             ms, ms1 = 1000 * t_b / len(queries), 1000 * t_1 / max(1, args.single)
             rec = recall_at_k(got, ex_i, K)
             row = {

@@ -172,6 +172,8 @@ def recall_at_k(found: np.ndarray, exact: np.ndarray, k: int) -> float:
         raise ValueError("found and exact need one row per query")
     if found.shape[0] == 0:
         return float("nan")
-    hits = sum(len(set(f[f >= 0].tolist()) & set(e[e >= 0].tolist())) for f, e in zip(found, exact))
+    hits = sum(
+        len(set(f[f >= 0].tolist()) & set(e[e >= 0].tolist())) for f, e in zip(found, exact, strict=True)
+    )
     total = sum(int((e >= 0).sum()) for e in exact)
     return hits / total if total else float("nan")

@@ -167,6 +167,5 @@ def test_omp_threads_restores_the_previous_count():
     with omp_threads(1):
         assert faiss.omp_get_max_threads() == 1
     assert faiss.omp_get_max_threads() == before
-    with pytest.raises(ValueError):
-        with omp_threads(0):
-            pass
+    with pytest.raises(ValueError), omp_threads(0):
+        pass
