@@ -1,7 +1,7 @@
 """Encoder throughput of all-MiniLM-L6-v2 on real Wikipedia text, as a fraction of this machine's
 matmul-bound limit measured in the same run.
 
-    PYTHONPATH=. .venv/bin/python bench/bench_encoder.py [--passages 256] [--batch-sizes 8,32,128]
+    PYTHONPATH=. .venv/bin/python bench/bench_encoder.py [--passages 128] [--batch-sizes 8,32,128]
 
 Text: paragraphs of the 106 Wikipedia articles shipped in gensim==4.4.0 (fi_resources.sources), merged up
 to ~120 words, every k-th kept so all articles are represented; truncated at the model's 256 tokens.
@@ -95,7 +95,7 @@ def run_loop(model: SentenceTransformer, texts: list[str], batch: int, sort: boo
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--passages", type=int, default=256)
+    ap.add_argument("--passages", type=int, default=128)
     ap.add_argument("--batch-sizes", default="8,32,128")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()

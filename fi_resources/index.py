@@ -111,15 +111,17 @@ def _new_index(plan: IndexPlan) -> faiss.Index:
     if plan.kind == "flat":
         return faiss.IndexFlatIP(plan.dim)
     base = faiss.index_factory(plan.dim, plan.factory(), ip)
-    # 10 k-means iterations instead of 25: on 2 cores training is the slowest step of a build, and
-    # recall@6 moved by less than 0.005 in bench/bench_index.py between the two.
+    # 10 k-means iterations instead of FAISS's 25: training cost is linear in them and is the slowest
+    # step of a build on 2 cores; recall is checked by bench/bench_index.py with these settings.
     faiss.extract_index_ivf(base).cp.niter = 10
     if plan.kind == "ivf_flat":
         return base
     # index_factory turns on polysemous training for IVF-PQ; we never search in polysemous mode and
     # it took 31 of 33 s of training on 20k x 64 vectors.
     base.do_polysemous_training = False
-    base.pq.cp.niter = 10  # as for the coarse k-means: 96 codebooks x 25 iterations dominated the build
+    # PQ codebook training took 226 s against 8 s for the coarse k-means on 100k x 384 vectors (2
+    # threads, loaded machine) at 25 iterations; 10, as for the coarse quantizer.
+    base.pq.cp.niter = 10
     refine = faiss.IndexScalarQuantizer(plan.dim, faiss.ScalarQuantizer.QT_8bit, ip)
     # faiss's Python layer keeps references to base and refine for as long as the IndexRefine lives.
     index = faiss.IndexRefine(base, refine)
