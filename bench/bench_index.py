@@ -90,7 +90,7 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--queries", type=int, default=300, help="batch of document queries")
     ap.add_argument("--single", type=int, default=5, help="queries also timed one at a time")
-    ap.add_argument("--kinds", default="auto,ivf_pq_refine", help="comma list: auto or an index kind")
+    ap.add_argument("--kinds", default="auto,ivf_pq_sq8,ivf_flat", help="comma list: auto or an index kind")
     ap.add_argument("--nprobes", default="16,32,64", help="nprobe sweep for IVF kinds")
     ap.add_argument(
         "--threads", type=int, default=None, help="threads for FAISS and torch alike (default: as is)"

@@ -2,8 +2,8 @@
 
 Cosine similarity = inner product on L2-normalised float32 vectors; vectors are normalised again here, so
 callers may pass raw embeddings. The index kind follows the bank size (fi_resources/logic/index_plan.py):
-exact `IndexFlatIP` for small banks, IVF-Flat for up to a few million, IVF-PQ with an 8-bit scalar-quantised
-re-ranker (`IndexRefine`) beyond that.
+exact `IndexFlatIP` for small banks; above that an IVF index of 4-bit fast-scan PQ codes whose shortlist is
+re-ranked (`IndexRefine`) on the float vectors (up to a few million) or on 8-bit scalar-quantised ones.
 
 A folder holds `index.faiss`, `ids.npy` (fixed-width UTF-8 ids, memory-mapped) and `index.json` (format
 version, plan, sample size, timings, bytes, sha256 of both files). `index.json` is written last, so a
@@ -48,6 +48,7 @@ import numpy as np
 from fi_resources.logic.index_plan import (
     FORMAT_VERSION,
     IndexPlan,
+    REFINED,
     IndexThresholds,
     plan_index,
     sample_rows,
@@ -116,13 +117,12 @@ def _new_index(plan: IndexPlan) -> faiss.Index:
     faiss.extract_index_ivf(base).cp.niter = 10
     if plan.kind == "ivf_flat":
         return base
-    # index_factory turns on polysemous training for IVF-PQ; we never search in polysemous mode and
-    # it took 31 of 33 s of training on 20k x 64 vectors.
-    base.do_polysemous_training = False
-    # PQ codebook training took 226 s against 8 s for the coarse k-means on 100k x 384 vectors (2
-    # threads, loaded machine) at 25 iterations; 10, as for the coarse quantizer.
     base.pq.cp.niter = 10
-    refine = faiss.IndexScalarQuantizer(plan.dim, faiss.ScalarQuantizer.QT_8bit, ip)
+    # The re-ranker: float vectors (exact cosine) or 8-bit scalar-quantised ones (4x smaller).
+    if plan.kind == "ivf_pq_flat":
+        refine = faiss.IndexFlatIP(plan.dim)
+    else:
+        refine = faiss.IndexScalarQuantizer(plan.dim, faiss.ScalarQuantizer.QT_8bit, ip)
     # faiss's Python layer keeps references to base and refine for as long as the IndexRefine lives.
     index = faiss.IndexRefine(base, refine)
     index.k_factor = plan.k_factor
@@ -289,7 +289,7 @@ class TemplateIndex:
         params = None
         if self.kind != "flat":
             ivf = faiss.SearchParametersIVF(nprobe=int(nprobe or self.nprobe))
-            if self.kind == "ivf_pq_refine":
+            if self.kind in REFINED:
                 params = faiss.IndexRefineSearchParameters(
                     k_factor=float(k_factor or self.k_factor), base_index_params=ivf
                 )

@@ -2,33 +2,42 @@
 
 Pure: imports neither FAISS nor any model, so the rules are unit-tested on their own.
 
-Tiers (cosine = inner product on L2-normalised float32 vectors, d = dimension, id = stored id bytes):
+Tiers (cosine = inner product on L2-normalised float32 vectors, d = dimension, id = stored id bytes;
+every IVF list entry also stores an 8-byte id):
 
-| kind            | used when                  | bytes per template                       | search                        |
-|-----------------|----------------------------|------------------------------------------|-------------------------------|
-| `flat`          | n <= flat_max (50k)        | 4d + id            (d=384: 1,536 + id)    | exact                         |
-| `ivf_flat`      | flat_max < n <= ivf_max(4M)| 4d + 8 + id        (d=384: 1,544 + id)    | nprobe of nlist lists, exact  |
-|                 |                            |                                          | scores inside them            |
-| `ivf_pq_refine` | n > ivf_max                | m + 8 + d + id     (d=384: 488 + id)      | IVF-PQ shortlist of k_factor*k|
-|                 |                            | (PQ code m bytes, list id 8, SQ8 copy d) | re-ranked on 8-bit vectors    |
+| kind          | auto-picked when            | bytes per template         | d=384       | search                   |
+|---------------|-----------------------------|----------------------------|-------------|--------------------------|
+| `flat`        | n <= flat_max (50k)         | 4d + id                    | 1,536 + id  | exact                    |
+| `ivf_pq_flat` | flat_max < n <= ivf_max (4M)| d/4 + 8 + 4d + id          | 1,640 + id  | IVF-PQ 4-bit fast-scan   |
+|               |                             |                            |             | shortlist of k_factor*k, |
+|               |                             |                            |             | re-ranked exactly (float)|
+| `ivf_pq_sq8`  | n > ivf_max                 | d/4 + 8 + d + id           | 488 + id    | same, re-ranked on 8-bit |
+|               |                             |                            |             | scalar-quantised vectors |
+| `ivf_flat`    | only when asked for         | 4d + 8 + id                | 1,544 + id  | nprobe lists scanned in  |
+|               |                             |                            |             | float (bench comparison) |
 
-plus a fixed nlist*d*4 bytes of centroids. For 18M templates of d=384 with 12-byte ids that is
-~26 GiB as `ivf_flat` but ~8.4 GiB as `ivf_pq_refine`, which is why the tier switches at 4M (6 GB).
+plus a fixed nlist*d*4 bytes of centroids. For 18M templates of d=384 with 12-byte ids that is ~26 GiB
+with float vectors but ~8.4 GiB as `ivf_pq_sq8`, which is why the tier switches at 4M (~6 GiB). All
+stores are memory-mapped when searching, so the float re-ranker of `ivf_pq_flat` is read from the page
+cache only for the shortlisted rows.
 
-Rules (the FAISS wiki's guidance, "Guidelines to choose an index"):
+Why fast-scan PQ instead of IVF-Flat for the middle tier: with queries in batches (a shard of documents
+at a time), exact search is one BLAS sgemm that reuses every bank vector across the batch, while
+IVF-Flat reads 1.5 KB per scanned vector per query and is memory-bound. On the 1M bench IVF-Flat at
+recall@6 0.996 was only 8.4x faster than exact (torch sgemm+topk, 1 thread each), not the 20x target.
+4-bit fast-scan codes are 16x smaller and scanned with SIMD lookups: on 300k synthetic vectors
+PQ192x4fs with a float re-ranker (k_factor 16, nprobe 16 of 1024) reached recall@6 0.98 at 26x
+faster than exact batched, where IVF-Flat at nprobe 8 gave 0.99 at 15x.
+
+Rules (after the FAISS wiki's "Guidelines to choose an index"):
 - nlist = the power of two nearest 2*sqrt(n) (the wiki says 4-16*sqrt(n); the low end because k-means
   training is the slowest step on 2 cores), clamped to [16, 65536] and to <= n/39 so every centroid gets
   the 39 training points k-means asks for. 1M -> 2048, 18M -> 8192.
-- train_size = min(n, 40*nlist) for IVF, and at least 65,536 for PQ so each 256-entry codebook sees
-  enough points; a seeded uniform random sample of rows (not the first batch).
-- nprobe = clamp(nlist/64, 8, nlist): scanning ~1.5% of the lists. bench/bench_index.py sweeps it; on
-  its 1M synthetic bank (nlist 2048, 300 queries, 1 FAISS thread, shared machine) recall@6 against exact
-  was 0.992 / 0.996 / 0.997 at nprobe 16 / 32 / 64 for IVF-Flat (60x / 38x / 24x faster than exact
-  batched) and 0.967 / 0.971 / 0.972 for IVF-PQ+refine (47x / 27x / 18x); 32 keeps both above 0.95
-  and 20x.
-- PQ uses m = d/4 sub-quantizers of 8 bits (96 bytes for d=384) and a shortlist of k_factor = 16 x k,
-  re-ranked on the SQ8 copy. Measured on 100k synthetic vectors: PQ48 reached recall@6 0.82 at
-  k_factor 8 and 0.95 at 32; PQ96 reached 0.96-0.97 at k_factor 8.
+- train_size = min(n, 40*nlist): a seeded uniform random sample of rows (not the first batch).
+- nprobe = clamp(nlist/64, 8, nlist): ~1.5% of the lists. On the 1M bench with IVF-Flat (nlist 2048)
+  recall@6 was 0.992 / 0.996 / 0.997 at nprobe 16 / 32 / 64; bench/bench_index.py sweeps it.
+- PQ: m = d/2 sub-quantizers of 4 bits (96 bytes for d=384, fast-scan layout), shortlist k_factor = 16.
+  On 300k vectors a shortlist of 16*k gave recall 0.958-0.98, 64*k 0.97-0.998 at half the speed.
 """
 
 from __future__ import annotations
@@ -39,7 +48,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 FORMAT_VERSION = 1
-KINDS = ("flat", "ivf_flat", "ivf_pq_refine")
+KINDS = ("flat", "ivf_flat", "ivf_pq_flat", "ivf_pq_sq8")
+REFINED = ("ivf_pq_flat", "ivf_pq_sq8")
 ID_LIST_BYTES = 8  # FAISS stores one int64 id per vector in each inverted list
 
 
@@ -63,17 +73,17 @@ class IndexPlan:
     nlist: int = 0
     nprobe: int = 0
     pq_m: int = 0
-    pq_nbits: int = 8
+    pq_nbits: int = 4
     k_factor: int = 0
     train_size: int = 0
 
     def factory(self) -> str:
-        """The FAISS index_factory string (the refine stage of ivf_pq_refine is built separately)."""
+        """The FAISS index_factory string (the re-ranker of the PQ kinds is built separately)."""
         if self.kind == "flat":
             return "Flat"
         if self.kind == "ivf_flat":
             return f"IVF{self.nlist},Flat"
-        return f"IVF{self.nlist},PQ{self.pq_m}x{self.pq_nbits}"
+        return f"IVF{self.nlist},PQ{self.pq_m}x{self.pq_nbits}fs"
 
     def bytes_per_template(self, id_bytes: int = 0) -> int:
         """Marginal memory (and file size) of one more template, ids included."""
@@ -82,12 +92,13 @@ class IndexPlan:
         if self.kind == "ivf_flat":
             return 4 * self.dim + ID_LIST_BYTES + id_bytes
         code = math.ceil(self.pq_m * self.pq_nbits / 8)
-        return code + ID_LIST_BYTES + self.dim + id_bytes
+        refine = 4 * self.dim if self.kind == "ivf_pq_flat" else self.dim
+        return code + ID_LIST_BYTES + refine + id_bytes
 
     def fixed_bytes(self) -> int:
         """Size-independent part: the coarse centroids (and PQ codebooks)."""
         centroids = 4 * self.nlist * self.dim
-        codebooks = 4 * self.dim * (1 << self.pq_nbits) if self.kind == "ivf_pq_refine" else 0
+        codebooks = 4 * self.dim * (1 << self.pq_nbits) if self.kind in REFINED else 0
         return centroids + codebooks
 
     def projected_bytes(self, n: int, id_bytes: int = 0) -> int:
@@ -116,12 +127,13 @@ def choose_nprobe(nlist: int) -> int:
 
 
 def choose_pq_m(dim: int) -> int:
-    """About 4 dimensions per sub-quantizer; m must divide dim."""
-    target = max(1, dim // 4)
-    for m in range(target, 0, -1):
+    """About 2 dimensions per 4-bit sub-quantizer (d/4 bytes per code); m must divide dim and be even
+    (fast-scan packs codes in pairs), else the largest even m <= d/2 that divides it."""
+    target = max(2, dim // 2)
+    for m in range(target - target % 2, 1, -2):
         if dim % m == 0:
             return m
-    return 1
+    return 2
 
 
 def plan_index(
@@ -135,7 +147,7 @@ def plan_index(
         raise ValueError(f"need n >= 0 and dim > 0, got n={n}, dim={dim}")
     th = thresholds or IndexThresholds()
     if kind is None:
-        kind = "flat" if n <= th.flat_max else "ivf_flat" if n <= th.ivf_max else "ivf_pq_refine"
+        kind = "flat" if n <= th.flat_max else "ivf_pq_flat" if n <= th.ivf_max else "ivf_pq_sq8"
     if kind not in KINDS:
         raise ValueError(f"unknown index kind {kind!r}; expected one of {KINDS}")
     if kind == "flat":
@@ -153,9 +165,9 @@ def plan_index(
         nlist=nlist,
         nprobe=choose_nprobe(nlist),
         pq_m=choose_pq_m(dim),
-        pq_nbits=8,
+        pq_nbits=4,
         k_factor=16,
-        train_size=min(n, max(train, 65_536)),
+        train_size=train,
     )
 
 

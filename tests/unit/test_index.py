@@ -10,7 +10,7 @@ from fi_resources.index import TemplateIndex, build_index, omp_threads
 from fi_resources.logic.index_plan import IndexThresholds, recall_at_k
 
 DIM = 32
-KINDS = ["flat", "ivf_flat", "ivf_pq_refine"]
+KINDS = ["flat", "ivf_flat", "ivf_pq_flat", "ivf_pq_sq8"]
 
 
 def clustered(n: int, seed: int = 0) -> np.ndarray:
@@ -49,7 +49,7 @@ def test_in_bank_queries_find_themselves(bank, built, kind):
     assert all(h[0][1] >= h[1][1] >= h[2][1] for h in hits)
 
 
-@pytest.mark.parametrize("kind,min_recall", [("ivf_flat", 0.95), ("ivf_pq_refine", 0.9)])
+@pytest.mark.parametrize("kind,min_recall", [("ivf_flat", 0.95), ("ivf_pq_flat", 0.9), ("ivf_pq_sq8", 0.9)])
 def test_recall_against_exact(bank, built, kind, min_recall):
     x, _ = bank
     rng = np.random.default_rng(5)
@@ -96,9 +96,9 @@ def test_auto_kind_uses_thresholds(tmp_path):
     ids = [str(i) for i in range(len(x))]
     assert build_index(x, ids, tmp_path / "a")["kind"] == "flat"
     th = IndexThresholds(flat_max=500, ivf_max=900)
-    assert build_index(x, ids, tmp_path / "b", thresholds=th)["kind"] == "ivf_pq_refine"
+    assert build_index(x, ids, tmp_path / "b", thresholds=th)["kind"] == "ivf_pq_sq8"
     th = IndexThresholds(flat_max=500, ivf_max=5_000)
-    assert build_index(x, ids, tmp_path / "c", thresholds=th)["kind"] == "ivf_flat"
+    assert build_index(x, ids, tmp_path / "c", thresholds=th)["kind"] == "ivf_pq_flat"
 
 
 def test_memmap_input_and_unnormalised_vectors(tmp_path):

@@ -16,14 +16,14 @@ def test_kind_follows_bank_size():
     th = IndexThresholds(flat_max=1_000, ivf_max=100_000)
     assert plan_index(0, 384, th).kind == "flat"
     assert plan_index(1_000, 384, th).kind == "flat"
-    assert plan_index(1_001, 384, th).kind == "ivf_flat"
-    assert plan_index(100_000, 384, th).kind == "ivf_flat"
-    assert plan_index(100_001, 384, th).kind == "ivf_pq_refine"
-    assert plan_index(18_000_000, 384).kind == "ivf_pq_refine"  # default thresholds
+    assert plan_index(1_001, 384, th).kind == "ivf_pq_flat"
+    assert plan_index(100_000, 384, th).kind == "ivf_pq_flat"
+    assert plan_index(100_001, 384, th).kind == "ivf_pq_sq8"
+    assert plan_index(18_000_000, 384).kind == "ivf_pq_sq8"  # default thresholds
 
 
 def test_forced_kind_and_bad_input():
-    assert plan_index(5_000, 64, kind="ivf_pq_refine").kind == "ivf_pq_refine"
+    assert plan_index(5_000, 64, kind="ivf_flat").kind == "ivf_flat"
     with pytest.raises(ValueError, match="unknown index kind"):
         plan_index(5_000, 64, kind="hnsw")
     with pytest.raises(ValueError, match="at least"):
@@ -50,11 +50,13 @@ def test_plan_parameters_and_bytes():
     assert p.factory() == "IVF2048,Flat"
     assert p.bytes_per_template(12) == 4 * 384 + 8 + 12
     q = plan_index(18_000_000, 384)
-    assert q.pq_m == 96 and q.k_factor == 16 and q.factory() == "IVF8192,PQ96x8"
+    assert q.pq_m == 192 and q.k_factor == 16 and q.factory() == "IVF8192,PQ192x4fs"
     assert q.bytes_per_template(12) == 96 + 8 + 384 + 12
+    m = plan_index(1_000_000, 384)
+    assert m.kind == "ivf_pq_flat" and m.bytes_per_template(12) == 96 + 8 + 4 * 384 + 12
     assert q.projected_bytes(18_000_000, 12) < 9 * 2**30  # vs ~26 GiB for ivf_flat
     assert plan_index(10, 384).bytes_per_template() == 1536
-    assert choose_pq_m(100) == 25 and choose_pq_m(7) == 1
+    assert choose_pq_m(384) == 192 and choose_pq_m(100) == 50 and choose_pq_m(30) == 10
 
 
 def test_sample_rows_is_seeded_uniform_and_sorted():
