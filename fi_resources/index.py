@@ -47,8 +47,8 @@ import numpy as np
 
 from fi_resources.logic.index_plan import (
     FORMAT_VERSION,
-    IndexPlan,
     REFINED,
+    IndexPlan,
     IndexThresholds,
     plan_index,
     sample_rows,
