@@ -50,7 +50,7 @@ def test_plan_parameters_and_bytes():
     assert p.factory() == "IVF2048,Flat"
     assert p.bytes_per_template(12) == 4 * 384 + 8 + 12
     q = plan_index(18_000_000, 384)
-    assert q.pq_m == 192 and q.k_factor == 16 and q.factory() == "IVF8192,PQ192x4fs"
+    assert q.pq_m == 192 and q.k_factor == 32 and q.factory() == "IVF8192,PQ192x4fs"
     assert q.bytes_per_template(12) == 96 + 8 + 384 + 12
     m = plan_index(1_000_000, 384)
     assert m.kind == "ivf_pq_flat" and m.bytes_per_template(12) == 96 + 8 + 4 * 384 + 12
