@@ -39,7 +39,8 @@ Rules (after the FAISS wiki's "Guidelines to choose an index"):
 - PQ: m = d/2 sub-quantizers of 4 bits (96 bytes for d=384, fast-scan layout), shortlist k_factor = 32.
   On the 1M bench a shortlist of 16*k gave recall@6 0.973 (float re-rank) and 0.954 (SQ8) at nprobe 32,
   60x and 92x faster than exact batched; on 300k vectors 32*k raised recall by 0.01 at ~0.8x the speed
-  of 16*k, which the 20x target leaves room for.
+  of 16*k, which the 20x target leaves room for. With 32*k the 1M bench measured recall@6 0.989 (float
+  re-rank) / 0.968 (SQ8) at nprobe 32, 83x / 81x faster than exact batched (1 thread each).
 """
 
 from __future__ import annotations
