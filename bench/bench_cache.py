@@ -83,7 +83,7 @@ def timed(backend: CachedBackend, prompts: list[str], max_new_tokens: int) -> tu
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--prompts", type=int, default=24)
-    parser.add_argument("--warehouse", default="/work/main/.fi")
+    parser.add_argument("--warehouse", default=str(default_home()))
     parser.add_argument("--url", default="", help="an OpenAI-compatible server instead of the local model")
     parser.add_argument("--model", default="", help="served model name (with --url)")
     args = parser.parse_args()

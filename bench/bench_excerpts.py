@@ -12,7 +12,7 @@ and, for `--timed` pairs, times teacher-forced step-by-step decoding (KV cache, 
 generating those tokens) of the raw output vs the same output with the answer written out, with the
 instantiator artifact.
 
-    FI_HOME=/work/main/.fi .venv/bin/python bench/bench_excerpts.py [--timed 6]
+    .venv/bin/python bench/bench_excerpts.py [--timed 6]
 """
 
 import argparse

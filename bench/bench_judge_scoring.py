@@ -17,11 +17,12 @@ import pandas as pd
 from fi_resources.judge import answer_logprobs
 from fi_resources.lm import CausalLM
 from fi_resources.logic.prompts import judge_contexts
+from fi_resources.warehouse import default_home
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--home", default=os.environ.get("FI_HOME", "/work/main/.fi"))
+    ap.add_argument("--home", default=str(default_home()))
     ap.add_argument("--pairs", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()

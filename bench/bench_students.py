@@ -11,7 +11,7 @@ short entity types, so its tokens/s is not comparable; items/s is).
 Needs a warehouse where the demo ran (FI_HOME or .fi): queries, matches, documents, the two artifacts.
 Teacher and student alternate in rounds; medians are printed.
 
-    FI_HOME=/work/main/.fi .venv/bin/python bench/bench_students.py [--queries 32] [--pairs 12] [--rounds 3]
+    .venv/bin/python bench/bench_students.py [--queries 32] [--pairs 12] [--rounds 3]
 """
 
 import argparse

@@ -1,6 +1,6 @@
 """Tune the embedded judge on the DEV half of the judge check set; report both halves and real pairs.
 
-Usage (from the repo root, a materialized warehouse at FI_HOME, default /work/main/.fi):
+Usage (from the repo root, a materialized warehouse at FI_HOME, default .fi of the repository):
     python bench/tune_judge.py [--pairs-per-source 16] [--seed 0]
 
 Signals (LM log-probabilities, MiniLM cosines) are computed once and cached under /tmp; the fit only
@@ -24,13 +24,14 @@ from fi_resources.judge import LikelihoodJudge, check_material
 from fi_resources.lm import CausalLM
 from fi_resources.logic import rubric
 from fi_resources.logic.judge_check import build_check_set, fit_pairwise_weights, win_stats
+from fi_resources.warehouse import default_home
 
 FEATURES = ["total_gain", "relevance", "fluency"]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--home", default=os.environ.get("FI_HOME", "/work/main/.fi"))
+    ap.add_argument("--home", default=str(default_home()))
     ap.add_argument("--pairs-per-source", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
