@@ -112,8 +112,8 @@ def instantiator(
         models=models,
         settings=settings,
         warehouse=warehouse,
-        # One token each instead of 3-4: excerpt markup is most of what the student decodes.
-        new_tokens=(EXCERPT_OPEN, ELLIPSIS, EXCERPT_CLOSE),
+        # One token each instead of 3-4 (see PipelineSettings.markup_tokens for why this is off by default).
+        new_tokens=(EXCERPT_OPEN, ELLIPSIS, EXCERPT_CLOSE) if settings.markup_tokens else (),
     )
 
 
