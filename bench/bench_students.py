@@ -83,11 +83,16 @@ def student_instantiate(lm: CausalLM, pairs: list[tuple[str, str, str]], batch_s
     return valid
 
 
-def timed(lm: CausalLM, fn) -> tuple[int, float, int]:
-    before = lm.stats.new_tokens
+def new_tokens(lm) -> int:
+    """Tokens decoded so far by a CausalLM or by a backend (the teacher's)."""
+    return lm.stats.new_tokens if hasattr(lm.stats, "new_tokens") else lm.stats.tokens
+
+
+def timed(lm, fn) -> tuple[int, float, int]:
+    before = new_tokens(lm)
     start = time.perf_counter()
     valid = fn()
-    return valid, time.perf_counter() - start, lm.stats.new_tokens - before
+    return valid, time.perf_counter() - start, new_tokens(lm) - before
 
 
 def main() -> None:
@@ -97,14 +102,15 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=12, help="instantiator pairs (0 = skip)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
-    # Defaults are the batch sizes query_templates / instantiated_pairs use today.
-    parser.add_argument("--genericizer-batch", type=int, default=16)
-    parser.add_argument("--instantiator-batch", type=int, default=8)
+    # Defaults are the batch size the pipeline's local backends use.
+    parser.add_argument("--genericizer-batch", type=int, default=32)
+    parser.add_argument("--instantiator-batch", type=int, default=32)
     args = parser.parse_args()
     home = Path(args.home)
     queries = table(home, "user_queries").sample(frac=1.0, random_state=args.seed)["query"].tolist()
     queries = queries[: args.queries]
-    models = ModelsResource(profile="embedded", home=str(home))
+    # No response cache: every round must really call the teacher's model.
+    models = ModelsResource(profile="embedded", home=str(home), response_cache=False)
     teacher = models.teacher()
     genericizer = CausalLM(artifact(home, "genericizer"))
     work = [
