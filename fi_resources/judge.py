@@ -99,9 +99,11 @@ def answer_logprobs(
 ) -> list[tuple[float, int]]:
     """(total log p(answer | context), answer tokens) per pair. Same numbers as `CausalLM.mean_logprob`
     × tokens, but the 49k-word output layer and softmax run only at answer positions, not over the context
-    (bench/bench_judge_scoring.py; on the shared 2-core machine the difference was within noise:
-    median ratios 0.91x and 1.14x in two runs, no clear gain). An empty answer gives (0.0, 0)."""
+    (bench/bench_judge_scoring.py, 32 demo pairs, 3 rounds on a quiet 2-core machine: 1.45x faster, scores
+    within 1.1e-6; under heavy load earlier runs were within noise). An empty answer gives (0.0, 0)."""
     import torch
+
+    from fi_resources.lm import right_padded
 
     tok = lm.tokenizer
     out: list[float] = []
@@ -113,25 +115,19 @@ def answer_logprobs(
             ]
             ans = [tok(a, add_special_tokens=False)["input_ids"] for a in answers[b : b + batch_size]]
             seqs = [c + a for c, a in zip(ctx, ans, strict=True)]
-            width = max(len(s) for s in seqs)
-            ids = torch.full((len(seqs), width), tok.pad_token_id)
-            mask = torch.zeros_like(ids)
-            for r, s in enumerate(seqs):
-                ids[r, : len(s)] = torch.tensor(s)
-                mask[r, : len(s)] = 1
+            ids, mask = right_padded(seqs, tok.pad_token_id)
             hidden = lm.model.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
-            rows, pos, targets, owner = [], [], [], []
+            rows, pos, targets = [], [], []  # one entry per answer token: its row, position, id
             for r, (c, a) in enumerate(zip(ctx, ans, strict=True)):
                 rows += [r] * len(a)
                 pos += range(len(c) - 1, len(c) - 1 + len(a))
                 targets += a
-                owner += [r] * len(a)
             if targets:
                 logits = lm.model.get_output_embeddings()(
                     hidden[torch.tensor(rows), torch.tensor(pos)]
                 ).float()
                 lp = torch.log_softmax(logits, -1)[torch.arange(len(targets)), torch.tensor(targets)]
-                sums = torch.zeros(len(seqs)).index_add_(0, torch.tensor(owner), lp)
+                sums = torch.zeros(len(seqs)).index_add_(0, torch.tensor(rows), lp)
             for r, a in enumerate(ans):
                 out.append((float(sums[r]) if a else 0.0, len(a)))
     return out

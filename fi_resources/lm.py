@@ -83,6 +83,17 @@ def materialize_tiny_lm(cache_dir: Path, seed: int = 0) -> Path:
     return cache_dir
 
 
+def right_padded(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id rows padded on the right into one (rows, longest) tensor, and its attention mask (scoring)."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id)
+    mask = torch.zeros_like(ids)
+    for r, s in enumerate(seqs):
+        ids[r, : len(s)] = torch.tensor(s)
+        mask[r, : len(s)] = 1
+    return ids, mask
+
+
 @dataclass
 class GenerationStats:
     prompts: int = 0
@@ -324,12 +335,7 @@ class CausalLM:
                 tok(c, add_special_tokens=False)["input_ids"] for c in continuations[b : b + batch_size]
             ]
             seqs = [(c or [tok.eos_token_id]) + x for c, x in zip(ctx_ids, cont_ids, strict=True)]
-            width = max(len(s) for s in seqs)
-            ids = torch.full((len(seqs), width), tok.pad_token_id)
-            mask = torch.zeros_like(ids)
-            for r, s in enumerate(seqs):
-                ids[r, : len(s)] = torch.tensor(s)
-                mask[r, : len(s)] = 1
+            ids, mask = right_padded(seqs, tok.pad_token_id)
             logp = torch.log_softmax(self.model(input_ids=ids, attention_mask=mask).logits.float(), -1)
             for r, (c, x) in enumerate(zip(ctx_ids, cont_ids, strict=True)):
                 if not x:

@@ -22,6 +22,8 @@ import torch
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.modules.module import Module
 
+from fi_resources.logic.pooling import check_params
+
 LOCAL_KEY = "local_embeddings"
 GLOBAL_MODES = ("mean", "cls")
 
@@ -38,12 +40,7 @@ class GaussianPooling(Module):
         global_mode: str = "mean",
     ) -> None:
         super().__init__()
-        if num_local < 1:
-            raise ValueError(f"num_local must be >= 1, got {num_local}")
-        if not sigma > 0:
-            raise ValueError(f"sigma must be > 0 (a share of the sequence length), got {sigma}")
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+        check_params(num_local, sigma, alpha)
         if global_mode not in GLOBAL_MODES:
             raise ValueError(f"global_mode must be one of {GLOBAL_MODES}, got {global_mode!r}")
         self.embedding_dimension = int(embedding_dimension)

@@ -50,10 +50,16 @@ class SilverInstantiation:
 
 
 @functools.lru_cache(maxsize=512)
+def document_sentences(document: str) -> tuple[tuple[int, int], ...]:
+    """Sentence spans of a document. Cached: one document is instantiated with several templates."""
+    return tuple(split_sentences(document))
+
+
+@functools.lru_cache(maxsize=512)
 def document_parts(document: str) -> tuple[tuple[tuple[int, int], ...], tuple[str, ...]]:
     """Answer windows (single sentences and adjacent pairs under 600 chars) and candidate slot fillers of a
-    document. Cached: one document is instantiated with several templates."""
-    sentences = split_sentences(document)
+    document. Cached like its sentences."""
+    sentences = document_sentences(document)
     windows = list(sentences) + [
         (a[0], b[1]) for a, b in zip(sentences, sentences[1:], strict=False) if b[1] - a[0] < 600
     ]
@@ -148,7 +154,7 @@ class WeakSupervisionTeacher:
         best = int(np.argmax(sims))
         if sims[best] < self.answer_threshold:
             return SilverInstantiation(None, None, "no_answer_in_document", fill_sim, float(sims[best]))
-        start, end = widen_to_sentences(split_sentences(document), *windows[best], self.answer_chars)
+        start, end = widen_to_sentences(document_sentences(document), *windows[best], self.answer_chars)
         try:
             marker = make_excerpt_marker(document, start, end, words=3)
         except ValueError:
