@@ -10,43 +10,29 @@ from __future__ import annotations
 
 import functools
 import logging
-import random
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import numpy as np
 
 from fi_resources.encoder import Encoder
-from fi_resources.lm import CausalLM
 from fi_resources.logic import genericize as gz
-from fi_resources.logic.excerpts import make_excerpt_marker, widen_to_sentences
+from fi_resources.logic.excerpts import answer_span, make_excerpt_marker, widen_to_sentences
 from fi_resources.logic.prompts import (
+    FALLBACK_DESCRIPTION_PREFIX,
     clean_description,
     describe_document_prompt,
     split_sentences,
 )
 from fi_resources.logic.templates import Template, fill_template, template_literal, validate_template
+from fi_resources.parts import (
+    CompatibilityLabel,
+    Progress,
+    SilverInstantiation,
+    SilverTemplate,
+    TextGenerator,
+)
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[int, int, float], None]
-
-
-@dataclass
-class SilverTemplate:
-    query: str
-    template: str | None
-    description: str | None
-    reason: str | None  # why no template was produced
-
-
-@dataclass
-class SilverInstantiation:
-    instruction: str | None
-    answer_markup: str | None
-    reason: str  # "ok" or why the teacher refused (null target)
-    fill_similarity: float
-    answer_similarity: float
 
 
 @functools.lru_cache(maxsize=512)
@@ -69,13 +55,14 @@ def document_parts(document: str) -> tuple[tuple[tuple[int, int], ...], tuple[st
 
 
 class WeakSupervisionTeacher:
-    """Teacher = rules + small LM + encoder (see module docstring)."""
+    """Teacher = rules + small LM + encoder (see module docstring). Does all four teacher jobs
+    (`fi_resources.parts`): genericize, describe, label compatibility, instantiate."""
 
     name = "weak-supervision-teacher/v2"
 
     def __init__(
         self,
-        lm: CausalLM,
+        lm: TextGenerator,
         encoder: Encoder,
         fill_threshold: float = 0.15,
         answer_threshold: float = 0.3,
@@ -134,7 +121,7 @@ class WeakSupervisionTeacher:
         for title, comp in zip(titles, completions, strict=True):
             desc = clean_description(title, "This text" + comp)
             # Fallback keeps every document describable; counted by the asset as 'fallback'.
-            out.append(desc or f"An encyclopedia article about {title}.")
+            out.append(desc or f"{FALLBACK_DESCRIPTION_PREFIX} {title}.")
         return out
 
     # ---- stage 3: instantiation ---------------------------------------------------------------
@@ -161,6 +148,13 @@ class WeakSupervisionTeacher:
             return SilverInstantiation(None, None, "excerpt_not_unique", fill_sim, float(sims[best]))
         return SilverInstantiation(instruction, marker, "ok", fill_sim, float(sims[best]))
 
+    def label_compatibility(self, template: str, title: str, text: str) -> CompatibilityLabel:
+        """Compatible when the teacher can instantiate the template from the document; the answer's span."""
+        label = self.instantiate(template, title, text)
+        if label.reason != "ok":
+            return CompatibilityLabel(False, label.reason)
+        return CompatibilityLabel(True, "ok", *answer_span(label.answer_markup, text))
+
     def _fill_slots(self, tpl: Template, title: str, document: str) -> tuple[list[str] | None, float]:
         _, names = document_parts(document)
         candidates = [c for c in dict.fromkeys([title, *names]) if 2 <= len(c) <= 60]
@@ -179,20 +173,3 @@ class WeakSupervisionTeacher:
         if worst < self.fill_threshold:
             return None, worst
         return fillers, worst
-
-
-def incompatible_pairs(pairs: Sequence[tuple[str, str]], fraction: float, seed: int) -> list[tuple[str, str]]:
-    """Deliberately mismatched (template_id, doc_id) pairs for ~`fraction` null targets (paper: ~5 %)."""
-    rng = random.Random(seed)
-    templates = sorted({t for t, _ in pairs})
-    docs = sorted({d for _, d in pairs})
-    existing = set(pairs)
-    want = max(1, round(len(pairs) * fraction)) if pairs else 0
-    out: list[tuple[str, str]] = []
-    for _ in range(want * 20):
-        if len(out) >= want or len(templates) < 2:
-            break
-        pair = (rng.choice(templates), rng.choice(docs))
-        if pair not in existing and pair not in out:
-            out.append(pair)
-    return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 
 COLUMN_DOCS: dict[str, str] = {
@@ -148,7 +147,3 @@ Input data versions of this export:
 Documents are Wikipedia text (CC BY-SA 4.0) unless your own shards say otherwise; the queries come from
 chatterbot-corpus (BSD-3) and your own query files.
 """
-
-
-def card_json(stats: Mapping[str, object]) -> str:
-    return json.dumps(stats, indent=2, default=str)

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 from fi_resources.logic.judge_check import repetition_share
 
-KEEP_THRESHOLD = 4
 OFF_TOPIC_RELEVANCE = 0.10
 MAX_REPETITION = 0.2
 MIN_WORDS = 6

@@ -116,3 +116,20 @@ def top_per_embedding(
                 chosen.append((e, template_id, score))
                 progress = True
     return chosen
+
+
+def incompatible_pairs(pairs: Sequence[tuple[str, str]], fraction: float, seed: int) -> list[tuple[str, str]]:
+    """Deliberately mismatched (template_id, doc_id) pairs for ~`fraction` null targets (paper: ~5 %)."""
+    rng = random.Random(seed)
+    templates = sorted({t for t, _ in pairs})
+    docs = sorted({d for _, d in pairs})
+    existing = set(pairs)
+    want = max(1, round(len(pairs) * fraction)) if pairs else 0
+    out: list[tuple[str, str]] = []
+    for _ in range(want * 20):
+        if len(out) >= want or len(templates) < 2:
+            break
+        pair = (rng.choice(templates), rng.choice(docs))
+        if pair not in existing and pair not in out:
+            out.append(pair)
+    return out

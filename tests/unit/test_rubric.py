@@ -4,13 +4,13 @@ import pytest
 
 from fi_resources.logic.parsing import OutputError, parse_instantiator_output
 from fi_resources.logic.rubric import (
-    KEEP_THRESHOLD,
     OFF_TOPIC_RELEVANCE,
     is_fragment,
     is_vague_answer,
     judge_pair,
     score_from_value,
 )
+from fi_resources.settings import JudgeSettings
 
 GOOD = "Albedo is the measure of the diffuse reflection of solar radiation."
 
@@ -18,7 +18,7 @@ GOOD = "Albedo is the measure of the diffuse reflection of solar radiation."
 def test_score_is_the_rounded_value():
     values = (0.5, 1.0, 1.49, 3.49, 3.5, 4.49, 4.5, 7.0)
     assert [score_from_value(v) for v in values] == [1, 1, 1, 3, 4, 4, 5, 5]
-    assert KEEP_THRESHOLD == 4
+    assert JudgeSettings().keep_score == 4  # the paper's keep rule: 4 of 5
 
 
 def test_value_grows_with_gain_and_relevance():

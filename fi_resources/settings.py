@@ -1,0 +1,200 @@
+"""Per-stage settings sections, plain pydantic models (no Dagster): stage functions take them.
+
+Each section is also a Dagster resource (`fi_resources.resources`) that an asset asks for by name, so the
+settings that shape an asset's output are exactly the settings resources in its signature, and its code
+version covers them (`fi_assets.versioning`). Defaults suit the embedded demo on 2 CPU cores.
+
+A setting belongs to exactly one section, so a flat override (`max_document_chars=700`, as the tests and
+`build_resources` use it) finds its section by name; `seed` is every section's.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel
+
+from fi_resources.warehouse import default_home
+
+
+class StageSettings(BaseModel):
+    """Base of every settings section: all of them take the run's seed."""
+
+    seed: int = 0
+
+    def fingerprint(self) -> dict:
+        """The values that shape outputs: all fields (a section holds nothing else)."""
+        return {name: getattr(self, name) for name in type(self).model_fields}
+
+
+class InboxSettings(StageSettings):
+    """Where users drop query and document files (empty = under the data home)."""
+
+    query_folder: str = ""  # extra user query files (JSONL/Parquet/CSV); empty = $FI_HOME/inbox/queries
+    document_folder: str = ""  # document shard files; empty = $FI_HOME/inbox/documents
+    builtin_shards: int = 3  # Wikipedia shards written into the document folder when it is empty
+    docs_per_shard: int = 10
+
+    def folder(self, kind: Literal["queries", "documents"], home: str | Path = "") -> Path:
+        configured = self.query_folder if kind == "queries" else self.document_folder
+        path = Path(configured) if configured else (Path(home) if home else default_home()) / "inbox" / kind
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def fingerprint(self) -> dict:
+        # Nothing here shapes an asset's output: folders only say where the input files are (the files are
+        # the data), and the built-in shards are written by the sensor and the demo, not by an asset.
+        return {}
+
+
+class DocumentSettings(StageSettings):
+    max_document_chars: int = 1200
+
+
+class TeacherSettings(StageSettings):
+    """Which teacher each job uses ("" = the profile's choice) and the rule-based teacher's thresholds."""
+
+    genericize: str = ""
+    describe: str = ""
+    compatibility: str = ""
+    instantiate: str = ""
+    fill_threshold: float = 0.15  # cosine(slot description, filler) the rule-based teacher accepts
+    answer_threshold: float = 0.30  # cosine(instruction, excerpt) the rule-based teacher accepts
+    answer_chars: int = 480  # the rule-based teacher widens its answer excerpt over following sentences
+
+
+class StudentSettings(StageSettings):
+    """How the students (genericizer, instantiator) are fine-tuned from the profile's base LM."""
+
+    student_lr: float = 1e-4
+    # Share of top decoder layers fine-tuned (the rest frozen); see the README for the measured trade-off.
+    student_train_top_layers: float = 1.0
+    # > 0: train LoRA adapters of this rank (peft), merged into the weights before saving; 0 = full fine-tune.
+    student_lora_rank: int = 0
+
+
+class TemplateBankSettings(StageSettings):
+    max_queries: int = 0  # queries the genericizer runs over (0 = all)
+    silver_templates: int = 96  # queries the teacher genericizes for the student
+    genericizer_epochs: int = 2
+
+
+class RetrievalSettings(StageSettings):
+    """Embedder training (paper §2) and its evaluation."""
+
+    embedder_top_k: int = 5
+    embedder_epochs: int = 1
+    # Gaussian pooling (paper §2: K=5 locals centred at k/(K+1) of the length, σ=0.05·T, α=1.0 pure local).
+    pooling_num_local: int = 5
+    pooling_sigma: float = 0.05
+    pooling_alpha: float = 1.0
+    heldout_fraction: float = 0.25  # seeded share of embedder_pairs documents kept out of training, for eval
+    local_embedder_epochs: int = 1  # stage 2 (chunk-index labels)
+    eval_max_documents: int = 6  # held-out documents retrieval_eval judges
+
+    def pooling(self) -> tuple[int, float, float]:
+        """(num_local, sigma, alpha) of the Gaussian pooling."""
+        return self.pooling_num_local, self.pooling_sigma, self.pooling_alpha
+
+
+class MatchingSettings(StageSettings):
+    # Match cosine. None = the threshold calibrated on held-out teacher labels (recorded in the local_embedder
+    # artifact); a number overrides it. Paper: 0.865 with its BGE-M3 and 18M templates.
+    match_threshold: float | None = None
+    # Used when calibration has too few held-out labels (the README gives the measured value's origin).
+    fallback_match_threshold: float = 0.18
+    matches_per_document: int = 6
+
+
+class InstantiationSettings(StageSettings):
+    silver_instantiations: int = 48
+    incompatible_fraction: float = 0.05
+    instantiator_epochs: int = 2
+    # Give the instantiator <excerpt>, <...> and </excerpt> as single new tokens; off by default (README).
+    markup_tokens: bool = False
+    min_grounding: float = 0.80
+
+
+class JudgeSettings(StageSettings):
+    judge: str = "auto"  # "likelihood", "flow-judge" or "auto" (the profile's judge)
+    keep_score: int = 4  # pairs scoring this or more are kept (paper: 4 of 5)
+    judge_check_pairs: int = 16  # correct pairs per source (silver, chatterbot) in the judge check set
+    judge_min_win_rate: float = (
+        0.80  # the check set's held-out half must rank correct over corrupted this often
+    )
+
+
+class CorpusSettings(StageSettings):
+    """The token-for-token selection of kept pairs (paper §4): only the seed of its draws."""
+
+
+class PretrainSettings(StageSettings):
+    pretrain_hidden: int = 128
+    pretrain_layers: int = 2
+    # Both checkpoints get the same number of passes over the same token count (README: why 10).
+    pretrain_epochs: int = 10
+
+
+# Resource key → section. An asset asks for a section by this key.
+SECTIONS: dict[str, type[StageSettings]] = {
+    "inbox": InboxSettings,
+    "document_settings": DocumentSettings,
+    "teacher_settings": TeacherSettings,
+    "student_settings": StudentSettings,
+    "template_bank_settings": TemplateBankSettings,
+    "retrieval_settings": RetrievalSettings,
+    "matching_settings": MatchingSettings,
+    "instantiation_settings": InstantiationSettings,
+    "judge_settings": JudgeSettings,
+    "corpus_settings": CorpusSettings,
+    "pretrain_settings": PretrainSettings,
+}
+
+
+def section_of(field: str) -> str:
+    """The resource key of the section that owns `field`."""
+    owners = [key for key, cls in SECTIONS.items() if field in cls.model_fields and field != "seed"]
+    if not owners:
+        known = sorted({f for cls in SECTIONS.values() for f in cls.model_fields})
+        raise ValueError(f"unknown setting {field!r}; settings are: {', '.join(known)}")
+    return owners[0]
+
+
+def group_overrides(overrides: dict[str, object]) -> dict[str, dict[str, object]]:
+    """Flat setting overrides grouped by section key (`seed` goes to every section)."""
+    by_section: dict[str, dict[str, object]] = {key: {} for key in SECTIONS}
+    for field, value in overrides.items():
+        if field == "seed":
+            for values in by_section.values():
+                values["seed"] = value
+        else:
+            by_section[section_of(field)][field] = value
+    return by_section
+
+
+def settings_file_overrides(path: str | Path | None = None) -> dict[str, object]:
+    """Flat overrides from a YAML file (`FI_SETTINGS`): either `setting: value` lines or the same grouped under
+    section names. Changing the file and reloading the definitions makes exactly the affected assets stale."""
+    path = path or os.environ.get("FI_SETTINGS", "")
+    if not path:
+        return {}
+    data = yaml.safe_load(Path(path).read_text(encoding="utf8")) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+    flat: dict[str, object] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            if key not in SECTIONS:
+                raise ValueError(
+                    f"{path}: unknown settings section {key!r}; sections are {', '.join(SECTIONS)}"
+                )
+            flat.update(value)
+        else:
+            flat[key] = value
+    for field in flat:
+        if field != "seed":
+            section_of(field)  # unknown names fail here, naming the file's problem
+    return flat
