@@ -35,7 +35,8 @@ from fi_resources.logic.parsing import (  # noqa: E402
 )
 from fi_resources.logic.prompts import genericizer_prompt, instantiator_prompt  # noqa: E402
 from fi_resources.logic.templates import validate_template  # noqa: E402
-from fi_resources.resources import ModelsResource  # noqa: E402
+from fi_resources.resources import ModelsResource, WarehouseResource  # noqa: E402
+from fi_resources.settings import TeacherSettings  # noqa: E402
 from fi_resources.warehouse import default_home  # noqa: E402
 
 
@@ -110,8 +111,10 @@ def main() -> None:
     queries = table(home, "user_queries").sample(frac=1.0, random_state=args.seed)["query"].tolist()
     queries = queries[: args.queries]
     # No response cache: every round must really call the teacher's model.
-    models = ModelsResource(profile="embedded", home=str(home), response_cache=False)
-    teacher = models.teacher()
+    models = ModelsResource(
+        profile="embedded", warehouse=WarehouseResource(home=str(home)), response_cache=False
+    )
+    teacher = models.parts().teacher("instantiate", TeacherSettings())
     genericizer = CausalLM(artifact(home, "genericizer"))
     work = [
         (

@@ -20,10 +20,12 @@ import numpy as np
 import pandas as pd
 
 from fi_resources.encoder import Encoder, minilm_dir
-from fi_resources.judge import LikelihoodJudge, check_material
+from fi_resources.judge import LikelihoodJudge
 from fi_resources.lm import CausalLM
 from fi_resources.logic import rubric
 from fi_resources.logic.judge_check import build_check_set, fit_pairwise_weights, win_stats
+from fi_resources.sources import chatterbot_qa_pairs
+from fi_resources.stages.judging import check_material
 from fi_resources.warehouse import default_home
 
 FEATURES = ["total_gain", "relevance", "fluency"]
@@ -41,7 +43,7 @@ def main() -> None:
     real = pd.concat(
         pd.read_parquet(f) for f in sorted(glob.glob(str(home / "tables/judged_pairs/*.parquet")))
     )
-    base, off = check_material(silver, docs, args.pairs_per_source, args.seed)
+    base, off = check_material(silver, docs, chatterbot_qa_pairs(), args.pairs_per_source, args.seed)
     twins = pd.DataFrame([t.__dict__ for t in build_check_set(base, off, seed=args.seed)])
     print(f"base pairs {len(base)}, twins {len(twins)}, by split {twins.split.value_counts().to_dict()}")
 

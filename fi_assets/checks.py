@@ -12,7 +12,8 @@ from fi_assets.judging import judge_validation
 from fi_assets.templates import query_templates
 from fi_resources.logic.budget import budget_violations, pair_tokens
 from fi_resources.logic.templates import validate_template
-from fi_resources.resources import ModelsResource, PipelineSettings
+from fi_resources.resources import InstantiationSettingsResource, JudgeSettingsResource, ModelsResource
+from fi_resources.stages.corpus import document_token_counts
 from fi_resources.warehouse import Artifact
 
 
@@ -38,9 +39,11 @@ def bank_valid_share(query_templates: pd.DataFrame) -> dg.AssetCheckResult:
 @dg.asset_check(
     asset=instantiated_pairs, description="Every valid pair's answer is at least 80 % document text."
 )
-def pairs_grounded(instantiated_pairs: pd.DataFrame, settings: PipelineSettings) -> dg.AssetCheckResult:
+def pairs_grounded(
+    instantiated_pairs: pd.DataFrame, instantiation_settings: InstantiationSettingsResource
+) -> dg.AssetCheckResult:
     ok = instantiated_pairs[instantiated_pairs["status"] == "ok"]
-    low = int((ok["grounding_ratio"] < settings.min_grounding).sum())
+    low = int((ok["grounding_ratio"] < instantiation_settings.min_grounding).sum())
     return dg.AssetCheckResult(passed=low == 0, metadata={"valid_pairs": len(ok), "below_threshold": low})
 
 
@@ -61,16 +64,16 @@ def judge_pass_rate(judged_pairs: pd.DataFrame) -> dg.AssetCheckResult:
     "twin at least `judge_min_win_rate` (80 %) of the time.",
 )
 def judge_beats_corruptions(
-    judge_validation: pd.DataFrame, settings: PipelineSettings
+    judge_validation: pd.DataFrame, judge_settings: JudgeSettingsResource
 ) -> dg.AssetCheckResult:
     test = judge_validation[judge_validation["split"] == "test"]
     rate = float(test["correct_wins"].mean()) if len(test) else 0.0
     per_type = {k: round(float(v), 3) for k, v in test.groupby("corruption")["correct_wins"].mean().items()}
     return dg.AssetCheckResult(
-        passed=bool(len(test)) and rate >= settings.judge_min_win_rate,
+        passed=bool(len(test)) and rate >= judge_settings.judge_min_win_rate,
         metadata={
             "test_win_rate": round(rate, 3),
-            "threshold": settings.judge_min_win_rate,
+            "threshold": judge_settings.judge_min_win_rate,
             "twins": len(test),
             "per_corruption": dg.MetadataValue.json(per_type),
         },
@@ -86,13 +89,9 @@ def judge_beats_corruptions(
 def corpus_within_budget(
     training_corpus: pd.DataFrame, documents: pd.DataFrame, models: ModelsResource
 ) -> dg.AssetCheckResult:
-    tok = models.tokenizer()
-
-    def count(text: str) -> int:
-        return len(tok(text, add_special_tokens=False)["input_ids"])
-
+    count = models.parts().store.token_counter()
     order = documents.sort_values(["shard", "doc_id"])
-    doc_tokens = [(d, count(t) + 1) for d, t in zip(order["doc_id"], order["text"], strict=True)]
+    doc_tokens = list(document_token_counts(order, count).items())
     used = training_corpus.groupby("doc_id")["tokens"].sum().to_dict() if len(training_corpus) else {}
     violations = budget_violations(doc_tokens, {k: int(v) for k, v in used.items()})
     miscounted = sum(

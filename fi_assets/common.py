@@ -1,15 +1,18 @@
-"""Shared pieces of the asset modules: partitions, progress logging, metadata helpers."""
+"""Shared pieces of the asset modules: partitions, progress logging, and turning a stage's result into a
+Dagster output with UI metadata and a data version."""
 
+import base64
 import io
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
-from fi_resources.logic.prompts import PROMPT_VERSION
-from fi_resources.resources import ModelsResource, PipelineSettings, WarehouseResource
-from fi_resources.warehouse import Artifact
+from fi_resources.stages import Counts, Distribution, Sample, StageResult
+from fi_resources.warehouse import Artifact, frame_version, hash_folder
 
 document_shards = dg.DynamicPartitionsDefinition(name="document_shards")
 
@@ -33,21 +36,55 @@ def progress_logger(context: dg.AssetExecutionContext, what: str) -> Callable[[i
     return report
 
 
-def backend_metadata(backend: object) -> dict:
-    """What a generation backend did in this step: cache hits/misses, prompts sent to the model, speed."""
-    meta: dict = {}
-    cache_stats = getattr(backend, "cache_stats", None)
-    if cache_stats is not None:
-        meta.update(cache_stats.as_dict())
-    stats = backend.stats  # type: ignore[attr-defined]
-    meta.setdefault("model_calls", stats.prompts)
-    meta["generation_tokens_per_s"] = round(stats.tokens_per_s, 1)
-    meta["backend"] = getattr(backend, "model_id", "")
-    return meta
-
-
 def text_logger(context: dg.AssetExecutionContext, what: str) -> Callable[[str], None]:
     return lambda msg: context.log.info(f"{what}: {msg}")
+
+
+# ---- stage results → metadata -------------------------------------------------------------------
+def to_metadata(stats: Mapping[str, object]) -> dict[str, object]:
+    """A stage's stats as UI metadata: reason tables, histograms, Markdown samples, JSON, scalars."""
+    out: dict[str, object] = {}
+    for key, value in stats.items():
+        if value is None:
+            continue
+        if isinstance(value, np.generic):
+            value = value.item()  # numpy scalars are not metadata values
+        if isinstance(value, Counts):
+            out[key] = counts_md(dict(value.counts), value.total)
+        elif isinstance(value, Distribution):
+            out[key] = histogram_md(list(value.values), value.title) if len(value.values) else "n/a"
+        elif isinstance(value, Sample):
+            out[key] = md_sample(value.frame, list(value.columns), value.n, value.width)
+        elif isinstance(value, pd.DataFrame):
+            out[key] = dg.MetadataValue.md(value.to_markdown(index=False))
+        elif isinstance(value, Mapping):
+            out[key] = dg.MetadataValue.json(dict(value))
+        else:
+            out[key] = value
+    return out
+
+
+def table_output(result: StageResult[pd.DataFrame]) -> dg.Output[pd.DataFrame]:
+    """A stage's frame as the asset's output, its content hash as the data version Dagster tracks."""
+    return dg.Output(
+        result.value,
+        metadata=to_metadata(result.stats),
+        data_version=dg.DataVersion(frame_version(result.value)),
+    )
+
+
+def artifact_output(
+    folder: Path, result: StageResult[dict], provenance: Mapping[str, object] | None = None
+) -> dg.Output[Artifact]:
+    """A model a stage wrote into `folder`, with `provenance` (what it was made from) and the stage's facts
+    about it (stored with the pointer row)."""
+    version = hash_folder(folder)
+    info = {**(provenance or {}), **result.value}
+    return dg.Output(
+        Artifact(str(folder), data_version=version, info=info),
+        metadata=to_metadata({**info, **result.stats}),
+        data_version=dg.DataVersion(version),
+    )
 
 
 def md_sample(df: pd.DataFrame, columns: list[str], n: int = 5, width: int = 160) -> dg.MetadataValue:
@@ -76,8 +113,6 @@ def counts_md(counts: dict[str, int], total: int | None = None) -> dg.MetadataVa
 
 def histogram_md(values: list[float], title: str, bins: int = 20) -> dg.MetadataValue:
     """A PNG histogram embedded in Markdown (the UI renders it inline)."""
-    import base64
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -93,39 +128,3 @@ def histogram_md(values: list[float], title: str, bins: int = 20) -> dg.Metadata
     return dg.MetadataValue.md(
         f"![{title}](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})"
     )
-
-
-def train_student(
-    context: dg.AssetExecutionContext,
-    asset: str,
-    examples: list[tuple[str, str]],
-    epochs: int,
-    batch_size: int,
-    models: ModelsResource,
-    settings: PipelineSettings,
-    warehouse: WarehouseResource,
-    new_tokens: Sequence[str] = (),
-) -> dg.Output[Artifact]:
-    """Fine-tune a fresh copy of the profile's base LM on (prompt, target) pairs into a versioned artifact.
-    `new_tokens` become single tokens of the student's vocabulary first."""
-    out = warehouse.get().staging_dir(asset)
-    student = models.fresh_lm()
-    added = student.add_tokens(new_tokens) if new_tokens else 0
-    stats = student.finetune(
-        examples,
-        out,
-        epochs=epochs,
-        lr=settings.student_lr,
-        batch_size=batch_size,
-        train_top_layers=settings.student_train_top_layers,
-        lora_rank=settings.student_lora_rank,
-        seed=settings.seed,
-        progress=text_logger(context, f"{asset} fine-tune"),
-    )
-    info = {
-        "base_model": models.model_names()["lm"],
-        "prompt_version": PROMPT_VERSION,
-        "added_tokens": added,
-        **stats,
-    }
-    return dg.Output(Artifact(str(out), info=info), metadata=info)

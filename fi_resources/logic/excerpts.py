@@ -239,3 +239,14 @@ def widen_to_sentences(
         elif s >= end:
             break
     return start, end
+
+
+def answer_span(markup: str | None, text: str) -> tuple[int, int]:
+    """Character span (first start, last end) of an answer's excerpts in the text, (-1, -1) if none."""
+    if not markup:
+        return -1, -1
+    try:
+        spans = expand_excerpts(markup, text).doc_spans
+    except ExcerptError:
+        return -1, -1
+    return (spans[0][0], spans[-1][1]) if spans else (-1, -1)

@@ -40,6 +40,10 @@ def describe_document_prompt(title: str, text: str, max_chars: int = 700) -> str
     return f"Title: {title}\nText: {text[:max_chars]}\n\nIn one sentence, what is this text about?"
 
 
+# What a document description falls back to when the model writes nothing usable.
+FALLBACK_DESCRIPTION_PREFIX = "An encyclopedia article about"
+
+
 def clean_description(title: str, completion: str) -> str | None:
     """First sentence of the model's description, or None if it is empty or chatter."""
     sent = completion.strip().split("\n")[0]

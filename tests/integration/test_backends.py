@@ -245,16 +245,16 @@ def test_honours_retry_after(scripted):
 
 
 def test_paper_profile_routes_generation_to_the_server(server, tiny_lm_path, tmp_path, monkeypatch):
-    from fi_resources.resources import ModelsResource
+    from fi_resources.resources import ModelsResource, WarehouseResource
 
     for var in ("FI_LLM_BASE_URL", "FI_STUDENT_BASE_URL", "FI_JUDGE_BASE_URL"):
         monkeypatch.delenv(var, raising=False)
-    name = str(tiny_lm_path)
+    name, home = str(tiny_lm_path), WarehouseResource(home=str(tmp_path))
     with pytest.raises(ValueError, match="FI_LLM_BASE_URL"):
-        ModelsResource(profile="paper", home=str(tmp_path)).backend("teacher")
+        ModelsResource(profile="paper", warehouse=home).parts().backend("teacher")
     models = ModelsResource(
-        profile="paper", home=str(tmp_path), llm_base_url=server, teacher_model=name, judge_model=name
-    )
+        profile="paper", warehouse=home, llm_base_url=server, teacher_model=name, judge_model=name
+    ).parts()
     teacher = models.backend("teacher")
     assert isinstance(teacher, CachedBackend) and isinstance(teacher.inner, HTTPBackend)
     before = served(server)
@@ -268,7 +268,7 @@ def test_paper_profile_routes_generation_to_the_server(server, tiny_lm_path, tmp
     # Students generate in-process unless a served copy is configured.
     student = models.backend("instantiator", tiny_lm_path, version="abc")
     assert isinstance(student.inner, LocalBackend)
-    served_students = ModelsResource(profile="paper", home=str(tmp_path), student_base_url=server)
+    served_students = ModelsResource(profile="paper", warehouse=home, student_base_url=server).parts()
     student = served_students.backend("instantiator", tiny_lm_path, version="abc")
     assert isinstance(student.inner, HTTPBackend)
     assert student.generate(PROMPTS[:2], max_new_tokens=5) == local.generate(PROMPTS[:2], max_new_tokens=5)
@@ -279,15 +279,15 @@ def test_rerun_of_a_generation_asset_makes_no_model_call(fi_home, tiny_lm_path):
     import dagster as dg
 
     from fi_assets.templates import query_templates
-    from fi_resources.resources import ModelsResource, PipelineSettings
+    from fi_resources.resources import ModelsResource, TemplateBankSettingsResource, WarehouseResource
     from fi_resources.warehouse import Artifact
 
     queries = pd.DataFrame(
         {"query_id": [f"q{i}" for i in range(5)], "query": [f"What is thing {i} in Paris?" for i in range(5)]}
     )
     genericizer = Artifact(str(tiny_lm_path), data_version="tiny")
-    models = ModelsResource(profile="tiny")
-    settings = PipelineSettings(max_queries=5)
+    models = ModelsResource(profile="tiny", warehouse=WarehouseResource(home=str(fi_home)))
+    settings = TemplateBankSettingsResource(max_queries=5)
     runs = []
     for _ in range(2):
         with dg.build_asset_context() as context:
@@ -303,7 +303,7 @@ def test_rerun_of_descriptions_and_instantiations_makes_no_model_call(fi_home, t
 
     from fi_assets.documents import document_descriptions
     from fi_assets.generation import instantiated_pairs
-    from fi_resources.resources import ModelsResource, PipelineSettings
+    from fi_resources import resources as r
     from fi_resources.warehouse import Artifact
 
     docs = pd.DataFrame(
@@ -324,14 +324,15 @@ def test_rerun_of_descriptions_and_instantiations_makes_no_model_call(fi_home, t
             "template": ["What is <fi>city</fi>?", "How far is <fi>body</fi>?", "How far is <fi>body</fi>?"],
         }
     )
-    models, settings = ModelsResource(profile="tiny"), PipelineSettings()
+    models = r.ModelsResource(profile="tiny", warehouse=r.WarehouseResource(home=str(fi_home)))
+    teacher_settings, instantiation_settings = r.TeacherSettingsResource(), r.InstantiationSettingsResource()
     student = Artifact(str(tiny_lm_path), data_version="tiny")
     meta = []
     for _ in range(2):
         with dg.build_asset_context() as context:
-            d = document_descriptions(context, docs, models, settings)
+            d = document_descriptions(context, docs, models, teacher_settings)
         with dg.build_asset_context() as context:
-            p = instantiated_pairs(context, matches, docs, student, models, settings)
+            p = instantiated_pairs(context, matches, docs, student, models, instantiation_settings)
         meta.append([{k: getattr(v, "value", v) for k, v in o.metadata.items()} for o in (d, p)])
         assert len(d.value) == 2 and len(p.value) == 3
     (d1, p1), (d2, p2) = meta
@@ -341,14 +342,16 @@ def test_rerun_of_descriptions_and_instantiations_makes_no_model_call(fi_home, t
 
 
 def test_paper_encoder_by_name_fails_clearly_offline(monkeypatch, tmp_path):
-    from fi_resources.resources import ModelsResource
+    from fi_resources.resources import ModelsResource, WarehouseResource
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("FI_ENCODER", raising=False)
     with pytest.raises(
         RuntimeError, match="encoder 'BAAI/bge-m3' by name.*huggingface-cli download BAAI/bge-m3"
     ):
-        ModelsResource(profile="paper", home=str(tmp_path)).encoder()
+        ModelsResource(
+            profile="paper", warehouse=WarehouseResource(home=str(tmp_path))
+        ).parts().store.encoder()
 
 
 def test_server_rejects_bad_requests_clearly(server, tiny_lm_path):

@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 
 from fi_assets.checks import export_reloads, judge_beats_corruptions
-from fi_assets.corpus import CORPUS_COLUMNS, corpus_export
+from fi_assets.corpus import corpus_export
 from fi_assets.judging import judge_check_set, judge_validation
 from fi_resources.export import export_corpus
 from fi_resources.logic.judge_check import CORRUPTIONS
-from fi_resources.resources import ModelsResource, PipelineSettings, WarehouseResource
+from fi_resources.resources import JudgeSettingsResource, ModelsResource, WarehouseResource
+from fi_resources.stages.corpus import CORPUS_COLUMNS
 from fi_resources.warehouse import Artifact
 
 DOCS = pd.DataFrame(
@@ -47,24 +48,24 @@ SILVER = pd.DataFrame(
 def tiny(tmp_path, monkeypatch):
     # Random tiny models are built into a private cache: never into a shared read-only one.
     monkeypatch.setenv("FI_MODEL_CACHE", str(tmp_path / "models"))
-    return ModelsResource(profile="tiny", home=str(tmp_path / "fi"))
+    return ModelsResource(profile="tiny", warehouse=WarehouseResource(home=str(tmp_path / "fi")))
 
 
 def test_check_set_and_validation_run_and_report(tiny):
-    settings = PipelineSettings(judge_check_pairs=2)
-    out = judge_check_set(silver_instantiations=SILVER, documents=DOCS, settings=settings)
+    settings = JudgeSettingsResource(judge_check_pairs=2)
+    out = judge_check_set(silver_instantiations=SILVER, documents=DOCS, judge_settings=settings)
     twins = out.value
     assert set(twins["corruption"]) == set(CORRUPTIONS)
     assert set(twins["source"]) == {"silver", "chatterbot"} and set(twins["split"]) == {"dev", "test"}
     assert (twins["corrupted_answer"] != twins["answer"]).sum() >= len(twins) - 2 * twins["base_id"].nunique()
     val = judge_validation(
-        context=dg.build_asset_context(), judge_check_set=twins, models=tiny, settings=settings
+        context=dg.build_asset_context(), judge_check_set=twins, models=tiny, judge_settings=settings
     )
     df = val.value
     assert len(df) == len(twins) and df["correct_value"].notna().all()
     assert df["correct_score"].between(1, 5).all() and df["corrupted_score"].between(1, 5).all()
     assert 0.0 <= val.metadata["test_win_rate"].value <= 1.0
-    check = judge_beats_corruptions(judge_validation=df, settings=settings)
+    check = judge_beats_corruptions(judge_validation=df, judge_settings=settings)
     rate = df[df["split"] == "test"]["correct_wins"].mean()
     assert check.passed == (rate >= 0.8)
 
@@ -116,7 +117,7 @@ def test_corpus_export_asset_writes_an_artifact(tiny, tmp_path):
         training_corpus=_corpus(),
         documents=DOCS,
         models=tiny,
-        settings=PipelineSettings(),
+        judge_settings=JudgeSettingsResource(),
         warehouse=WarehouseResource(home=str(tmp_path / "fi")),
     )
     folder = out.value.path

@@ -58,38 +58,42 @@ def inputs(tmp_path_factory, model_cache):
 
 def test_retrieval_chain(inputs):
     resources, docs, bank, pairs = inputs
-    models, settings, warehouse = resources["models"], resources["settings"], resources["warehouse"]
     with dg.build_asset_context() as ctx, dg.build_asset_context(partition_key="s") as shard_ctx:
-        _check_chain(ctx, shard_ctx, docs, bank, pairs, models, settings, warehouse)
+        _check_chain(ctx, shard_ctx, docs, bank, pairs, resources)
 
 
-def _check_chain(ctx, shard_ctx, docs, bank, pairs, models, settings, warehouse):
-
-    labels = retrieval.chunk_labels(pairs, docs, models, settings).value
+def _check_chain(ctx, shard_ctx, docs, bank, pairs, r):
+    models, warehouse = r["models"], r["warehouse"]
+    retrieval_settings, matching_settings = r["retrieval_settings"], r["matching_settings"]
+    labels = retrieval.chunk_labels(pairs, docs, models, retrieval_settings).value
     assert len(labels) == int(pairs["compatible"].sum())
-    assert labels["chunk"].between(1, settings.pooling_num_local).all()
+    assert labels["chunk"].between(1, retrieval_settings.pooling_num_local).all()
     # Answers at the start of the text land in early chunks, answers at the end in late ones.
     first = labels[labels["relative_position"] < 0.2]["chunk"]
     assert (first == 1).all()
 
-    round1 = retrieval.retrieval_embedder(ctx, pairs, docs, bank, models, settings, warehouse).value
+    round1 = retrieval.retrieval_embedder(ctx, pairs, docs, bank, models, retrieval_settings, warehouse).value
     assert round1.info["trained"] and round1.info["num_local"] == 5
-    final = retrieval.local_embedder(ctx, labels, pairs, round1, docs, bank, settings, warehouse).value
+    final = retrieval.local_embedder(
+        ctx, labels, pairs, round1, docs, bank, models, retrieval_settings, matching_settings, warehouse
+    ).value
     assert final.info["trained"] and final.info["loss"] == "LocalChunkLoss"
     assert final.info["calibration_pairs"] == int((pairs["split"] == "heldout").sum())
     assert isinstance(final.info["match_threshold"], float) and final.info["threshold_source"]
 
     index = retrieval.template_index(bank, final, models, warehouse).value
-    matches = retrieval.document_matches(shard_ctx, docs, bank, final, index, models, settings).value
+    matches = retrieval.document_matches(shard_ctx, docs, bank, final, index, models, matching_settings).value
     per_doc = matches.groupby("doc_id")
-    assert per_doc.size().max() <= settings.matches_per_document
+    assert per_doc.size().max() <= matching_settings.matches_per_document
     assert per_doc["template_id"].apply(lambda s: s.is_unique).all()
     assert per_doc["embedding"].apply(lambda s: s.is_unique).all()  # one template per embedding
     assert set(matches["embedding"]) <= {"global", *(f"local_{k}" for k in range(1, 6))}
-    again = retrieval.document_matches(shard_ctx, docs, bank, final, index, models, settings).value
+    again = retrieval.document_matches(shard_ctx, docs, bank, final, index, models, matching_settings).value
     pd.testing.assert_frame_equal(matches, again)  # deterministic under the seed
 
-    result = retrieval.retrieval_eval(ctx, pairs, docs, bank, final, models, settings)
+    result = retrieval.retrieval_eval(
+        ctx, pairs, docs, bank, final, models, r["teacher_settings"], retrieval_settings
+    )
     ev, md = result.value, result.metadata
     assert set(ev["system"]) == {"tuned", "untuned", "mean_pooling"}
     assert ev["doc_id"].isin(pairs.loc[pairs["split"] == "heldout", "doc_id"]).all()
@@ -98,12 +102,14 @@ def _check_chain(ctx, shard_ctx, docs, bank, pairs, models, settings, warehouse)
     assert "chunk_position_pearson" in md
 
 
-def test_retrieval_eval_reports_na_without_heldout_documents(inputs):
+def test_retrieval_eval_reports_na_without_heldout_documents(inputs, tmp_path):
     resources, docs, bank, pairs = inputs
     ctx = dg.build_asset_context()
     train_only = pairs.assign(split="train")
-    dummy = retrieval.Artifact(path="unused", info={})
+    resources["models"].parts().store.encoder().model.save(str(tmp_path))  # an untrained "final" embedder
+    embedder = retrieval.Artifact(path=str(tmp_path), info={})
     out = retrieval.retrieval_eval(
-        ctx, train_only, docs, bank, dummy, resources["models"], resources["settings"]
-    )
+        ctx, train_only, docs, bank, embedder, resources["models"], resources["teacher_settings"],
+        resources["retrieval_settings"],
+    )  # fmt: skip
     assert out.value.empty and "n/a" in out.metadata["precision_at_6"].value

@@ -1,0 +1,197 @@
+"""Stages 3–4 (paper §3): teacher silver instantiations → instantiator examples → the student's pairs, read
+by `logic.pairs.read_pair` → judged pairs (the paper's rubric, kept at `keep_score`)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import pandas as pd
+
+from fi_resources.logic.excerpts import ELLIPSIS, EXCERPT_CLOSE, EXCERPT_OPEN
+from fi_resources.logic.pairs import read_pair
+from fi_resources.logic.parsing import format_instantiator_target
+from fi_resources.logic.prompts import PROMPT_VERSION, instantiator_prompt
+from fi_resources.logic.sampling import incompatible_pairs
+from fi_resources.parts import Judge, Progress, TeacherInstantiator, TextGenerator
+from fi_resources.settings import InstantiationSettings, JudgeSettings
+from fi_resources.stages import Counts, Sample, StageResult, backend_stats, teacher_stats, value_counts
+
+TokenCount = Callable[[str], int]
+
+SILVER_COLUMNS = ["doc_id", "template_id", "prompt", "target", "reason", "deliberately_incompatible"]
+
+PAIR_COLUMNS = [
+    "pair_id", "doc_id", "shard", "template_id", "query_id", "template", "instruction", "answer_markup",
+    "answer", "excerpt_spans", "grounding_ratio", "status", "raw_output", "decoded_tokens", "model",
+    "prompt_version",
+]  # fmt: skip
+
+JUDGE_COLUMNS = ["judge_score", "judge_value", "judge_reason", "judge_feedback", "judge_error"]
+
+
+def silver_instantiations(
+    matches: pd.DataFrame,
+    documents: pd.DataFrame,
+    teacher: TeacherInstantiator,
+    settings: InstantiationSettings,
+) -> StageResult[pd.DataFrame]:
+    """The teacher instantiates a seeded sample of matches until `silver_instantiations` succeed (its refusals
+    are kept as reasons); plus ~`incompatible_fraction` deliberately mismatched pairs with target `null`."""
+    docs = documents.set_index("doc_id")
+    pool = matches.sample(n=min(len(matches), 3 * settings.silver_instantiations), random_state=settings.seed)
+    rows: list[dict] = []
+    for m in pool.itertuples():
+        if sum(r["reason"] == "ok" for r in rows) >= settings.silver_instantiations:
+            break
+        text = docs.at[m.doc_id, "text"]
+        out = teacher.instantiate(m.template, docs.at[m.doc_id, "title"], text)
+        target = (
+            format_instantiator_target(out.instruction, out.answer_markup) if out.reason == "ok" else None
+        )
+        rows.append(_silver_row(m.doc_id, m.template_id, m.template, text, target, out.reason, False))
+    templates = dict(zip(matches["template_id"], matches["template"], strict=False))
+    ok_pairs = [(r["template_id"], r["doc_id"]) for r in rows if r["reason"] == "ok"]
+    for template_id, doc_id in incompatible_pairs(ok_pairs, settings.incompatible_fraction, settings.seed):
+        text = docs.at[doc_id, "text"]
+        rows.append(
+            _silver_row(doc_id, template_id, templates[template_id], text, "null", "incompatible", True)
+        )
+    df = pd.DataFrame(rows, columns=SILVER_COLUMNS).assign(teacher=teacher.name)
+    usable = df["target"].notna()
+    return StageResult(
+        df,
+        {
+            "rows": len(df),
+            "training_examples": int(usable.sum()),
+            "null_targets": int((df["target"] == "null").sum()),
+            "teacher_outcomes": Counts(dict(Counter(df["reason"]))),
+            **teacher_stats(teacher),
+            "sample": Sample(df[usable], ["target"], width=240),
+        },
+    )
+
+
+def _silver_row(doc_id, template_id, template, text, target, reason, incompatible) -> dict:
+    return {
+        "doc_id": doc_id,
+        "template_id": template_id,
+        "prompt": instantiator_prompt(template, text),
+        "target": target,
+        "reason": reason,
+        "deliberately_incompatible": incompatible,
+    }
+
+
+def instantiator_examples(silver: pd.DataFrame) -> list[tuple[str, str]]:
+    """(prompt, target) pairs of the silver instantiations with a target (null targets included)."""
+    train = silver[silver["target"].notna()]
+    return [(p, " " + t) for p, t in zip(train["prompt"], train["target"], strict=True)]
+
+
+def instantiator_new_tokens(settings: InstantiationSettings) -> tuple[str, ...]:
+    """Excerpt markup as single new tokens instead of 3–4 each, when `markup_tokens` is on (README: why off)."""
+    return (EXCERPT_OPEN, ELLIPSIS, EXCERPT_CLOSE) if settings.markup_tokens else ()
+
+
+def instantiate_pairs(
+    matches: pd.DataFrame,
+    documents: pd.DataFrame,
+    student: TextGenerator,
+    student_name: str,
+    count_tokens: TokenCount,
+    settings: InstantiationSettings,
+    progress: Progress | None = None,
+) -> StageResult[pd.DataFrame]:
+    """The student fills each matched template from its document; every output is read by `read_pair`
+    (parsed, excerpts expanded, grounding checked), failures kept with their reason."""
+    docs = documents.set_index("doc_id")
+    prompts = [
+        instantiator_prompt(t, docs.at[d, "text"])
+        for t, d in zip(matches["template"], matches["doc_id"], strict=True)
+    ]
+    raw = student.generate(prompts, max_new_tokens=80, progress=progress)
+    rows = []
+    for m, text in zip(matches.itertuples(), raw, strict=True):
+        pair = read_pair(text, docs.at[m.doc_id, "text"], settings.min_grounding)
+        rows.append(
+            {
+                "pair_id": m.match_id,
+                "doc_id": m.doc_id,
+                "shard": m.shard,
+                "template_id": m.template_id,
+                "query_id": m.query_id,
+                "template": m.template,
+                "instruction": pair.instruction,
+                "answer_markup": pair.answer_markup,
+                "answer": pair.answer,
+                "excerpt_spans": json.dumps([list(s) for s in pair.doc_spans]),
+                "grounding_ratio": pair.grounding_ratio,
+                "status": pair.status,
+                "raw_output": text,
+                "decoded_tokens": count_tokens(text),
+                "model": student_name,
+                "prompt_version": PROMPT_VERSION,
+            }
+        )
+    df = pd.DataFrame(rows, columns=PAIR_COLUMNS)
+    ok = df[df["status"] == "ok"]
+    answer_tokens = sum(count_tokens(a) for a in ok["answer"])
+    return StageResult(
+        df,
+        {
+            "rows": len(df),
+            "valid_pairs": len(ok),
+            "valid_share": round(len(ok) / max(1, len(df)), 3),
+            "outcomes": Counts(dict(Counter(df["status"])), total=len(df)),
+            "mean_grounding_ratio": round(float(ok["grounding_ratio"].mean()), 3) if len(ok) else 0.0,
+            # Tokens of the raw outputs (cached ones too): what excerpt copying is measured against.
+            "decoded_tokens": int(df["decoded_tokens"].sum()),
+            "decoded_tokens_per_valid_answer_token": round(
+                float(ok["decoded_tokens"].sum()) / answer_tokens, 3
+            )
+            if answer_tokens
+            else "n/a",
+            **backend_stats(student),
+            "sample": Sample(ok, ["instruction", "answer_markup", "answer"], width=200),
+        },
+    )
+
+
+def judge_pairs(
+    pairs: pd.DataFrame, judge: Judge, settings: JudgeSettings, progress: Progress | None = None
+) -> StageResult[pd.DataFrame]:
+    """The judge scores every valid pair 1–5; pairs scoring `keep_score` or more are kept. A pair whose judge
+    output cannot be parsed gets no score (and is not kept); the reason is recorded."""
+    valid = pairs[pairs["status"] == "ok"].reset_index(drop=True)
+    start = time.perf_counter()
+    scored = judge.score(valid["instruction"].tolist(), valid["answer"].tolist(), progress=progress)
+    seconds = time.perf_counter() - start
+    scores = pd.DataFrame(
+        scored, columns=list(dict.fromkeys([*(scored[0] if scored else {}), *JUDGE_COLUMNS]))
+    )
+    df = pd.concat([valid, scores], axis=1)
+    df["judge_score"] = pd.array(df["judge_score"], dtype="Int64")
+    df["judge_value"] = df["judge_value"].astype("float64")
+    df["judge"] = judge.name
+    df["kept"] = (df["judge_score"] >= settings.keep_score).fillna(False).astype(bool)
+    return StageResult(
+        df,
+        {
+            "rows": len(df),
+            "judge": judge.name,
+            "kept": int(df["kept"].sum()),
+            "pass_rate": round(float(df["kept"].mean()), 3) if len(df) else 0.0,
+            "paper_pass_rate": 0.58,
+            "score_distribution": value_counts(df["judge_score"]),
+            "unscored": int(df["judge_score"].isna().sum()),
+            "unscored_reasons": Counts(dict(Counter(df["judge_error"].dropna().str.split(":").str[0]))),
+            "pairs_per_s": round(len(df) / seconds, 2) if seconds else 0.0,
+            "sample": Sample(
+                df.sort_values("judge_value", ascending=False),
+                ["judge_score", "instruction", "answer", "judge_reason"],
+            ),
+        },
+    )

@@ -1,0 +1,154 @@
+"""Stage 1 (paper §1): real user queries → silver templates (teacher) → genericizer examples → template bank
+(the student genericizer's outputs, validated by the strict `<fi>` grammar)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pandas as pd
+
+from fi_resources.logic.parsing import OutputError, format_genericizer_target, parse_genericizer_output
+from fi_resources.logic.prompts import PROMPT_VERSION, genericizer_prompt
+from fi_resources.logic.templates import validate_template
+from fi_resources.parts import Genericizer, TextGenerator
+from fi_resources.settings import TemplateBankSettings
+from fi_resources.sources import stable_id
+from fi_resources.stages import (
+    Counts,
+    Progress,
+    Sample,
+    StageResult,
+    backend_stats,
+    teacher_stats,
+    value_counts,
+)
+
+
+def collect_user_queries(sources: list[pd.DataFrame]) -> StageResult[pd.DataFrame]:
+    """Queries from every source (columns `query`, `source`), stripped, 3–500 characters, deduplicated, each
+    with a stable `query_id`."""
+    df = pd.concat(sources, ignore_index=True)
+    raw = len(df)
+    df["query"] = df["query"].str.strip()
+    df = df[df["query"].str.len().between(3, 500)].drop_duplicates("query").reset_index(drop=True)
+    df.insert(0, "query_id", [stable_id(q) for q in df["query"]])
+    return StageResult(
+        df,
+        {
+            "rows": len(df),
+            "dropped_duplicates_or_bad_length": raw - len(df),
+            "sources": df["source"].value_counts().to_dict(),
+            "sample": Sample(df, ["query_id", "query", "source"]),
+        },
+    )
+
+
+def silver_templates(
+    user_queries: pd.DataFrame,
+    teacher: Genericizer,
+    settings: TemplateBankSettings,
+    progress: Progress | None = None,
+) -> StageResult[pd.DataFrame]:
+    """The teacher genericizes a seeded random sample of the queries into templates + compatible document
+    descriptions; a query it cannot genericize keeps its reason."""
+    sample = user_queries.sample(
+        n=min(settings.silver_templates, len(user_queries)), random_state=settings.seed
+    )
+    out = teacher.genericize(sample["query"].tolist(), progress=progress)
+    df = pd.DataFrame(
+        {
+            "query_id": sample["query_id"].to_numpy(),
+            "query": sample["query"].to_numpy(),
+            "template": [o.template for o in out],
+            "compatible_document_description": [o.description for o in out],
+            "reason": [o.reason or "ok" for o in out],
+            "teacher": teacher.name,
+        }
+    )
+    valid = df[df["reason"] == "ok"]
+    stats: dict[str, object] = {
+        "rows": len(df),
+        "valid_templates": len(valid),
+        "valid_share": round(len(valid) / max(1, len(df)), 3),
+        "outcomes": Counts(dict(Counter(df["reason"]))),
+    }
+    stats |= teacher_stats(teacher)
+    stats["sample"] = Sample(valid, ["query", "template", "compatible_document_description"])
+    return StageResult(df, stats)
+
+
+def genericizer_examples(silver: pd.DataFrame) -> list[tuple[str, str]]:
+    """(prompt, target) pairs of the teacher's valid silver templates, to fine-tune the genericizer on."""
+    train = silver[silver["reason"] == "ok"]
+    return [
+        (genericizer_prompt(q), " " + format_genericizer_target(t, d))
+        for q, t, d in zip(
+            train["query"], train["template"], train["compatible_document_description"], strict=True
+        )
+    ]
+
+
+def template_bank(
+    user_queries: pd.DataFrame,
+    student: TextGenerator,
+    student_name: str,
+    settings: TemplateBankSettings,
+    progress: Progress | None = None,
+) -> StageResult[pd.DataFrame]:
+    """The student genericizer run over (a seeded sample of) the queries; each output validated by the `<fi>`
+    grammar, invalid ones kept with their reason."""
+    n = len(user_queries) if settings.max_queries <= 0 else min(settings.max_queries, len(user_queries))
+    todo = user_queries.sample(n=n, random_state=settings.seed + 1).sort_index()
+    raw = student.generate(
+        [genericizer_prompt(q) for q in todo["query"]], max_new_tokens=96, stop="\n", progress=progress
+    )
+    rows = []
+    for qid, query, text in zip(todo["query_id"], todo["query"], raw, strict=True):
+        template = description = None
+        n_slots, reason = 0, "ok"
+        try:
+            template_text, description = parse_genericizer_output(text)
+            tpl, reason = validate_template(template_text, query)
+            if tpl is not None:
+                template, n_slots, reason = tpl.text, tpl.n_slots, "ok"
+        except OutputError as exc:
+            reason = exc.reason
+        rows.append(
+            {
+                "template_id": stable_id(qid, str(template)),
+                "query_id": qid,
+                "query": query,
+                "template": template,
+                "compatible_document_description": description if template else None,
+                "n_slots": n_slots,
+                "valid": template is not None,
+                "reason": reason,
+                "raw_output": text,
+                "model": student_name,
+                "prompt_version": PROMPT_VERSION,
+            }
+        )
+    df = pd.DataFrame(rows)
+    valid = df[df["valid"]]
+    return StageResult(
+        df,
+        {
+            "rows": len(df),
+            "valid_templates": len(valid),
+            "valid_share": round(len(valid) / max(1, len(df)), 3),
+            "unique_templates": int(valid["template"].nunique()),
+            "duplicate_templates": int(valid.duplicated("template").sum()),
+            "outcomes": Counts(dict(Counter(df["reason"]))),
+            "slot_count_distribution": value_counts(valid["n_slots"]),
+            **backend_stats(student),
+            "sample": Sample(valid, ["query", "template", "compatible_document_description"]),
+        },
+    )
+
+
+def valid_templates(query_templates: pd.DataFrame) -> pd.DataFrame:
+    """The bank as retrieval and generation use it: valid templates, one row per distinct template text."""
+    if query_templates.empty:
+        return query_templates
+    valid = query_templates[query_templates["valid"]]
+    return valid.drop_duplicates("template").reset_index(drop=True)
