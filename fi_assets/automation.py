@@ -5,60 +5,49 @@ import time
 
 import dagster as dg
 
+from fi_assets import corpus, documents, generation, judging, retrieval, templates
 from fi_assets.common import document_shards
-from fi_resources.resources import PipelineSettings, WarehouseResource
+from fi_resources.resources import InboxSettingsResource, WarehouseResource
 from fi_resources.sources import INPUT_SUFFIXES, write_builtin_shards
 
+# The order in which the stages must run; `make demo` walks it, the UI can launch each stage's job.
+STAGES: list[tuple[str, list[dg.AssetsDefinition]]] = [
+    ("template_bank", [templates.user_queries, templates.silver_templates, templates.genericizer,
+                       templates.query_templates]),
+    ("describe_shards", [documents.documents, documents.document_descriptions]),
+    ("retrieval", [retrieval.embedder_pairs, retrieval.retrieval_embedder, retrieval.chunk_labels,
+                   retrieval.local_embedder, retrieval.template_index, retrieval.retrieval_eval]),
+    ("match_shards", [retrieval.document_matches]),
+    ("distill_instantiator", [generation.silver_instantiations, generation.instantiator]),
+    ("generate_shards", [generation.instantiated_pairs, generation.judged_pairs]),
+    ("validate_judge", [judging.judge_check_set, judging.judge_validation]),
+    ("pretraining", [corpus.training_corpus, corpus.corpus_export, corpus.pretrained_checkpoint,
+                     corpus.baseline_checkpoint, corpus.pretraining_eval]),
+]  # fmt: skip
+
+
+def asset_names(assets: list[dg.AssetsDefinition]) -> list[str]:
+    return [a.key.to_user_string() for a in assets]
+
+
+# Every partitioned asset, in stage order: the chain one shard goes through.
 SHARD_ASSETS = [
-    "documents",
-    "document_descriptions",
-    "document_matches",
-    "instantiated_pairs",
-    "judged_pairs",
-]
-# The order in which the stages must run; `make demo` walks it, the UI can launch each job.
-STAGES: list[tuple[str, list[str], bool]] = [
-    ("template_bank", ["user_queries", "silver_templates", "genericizer", "query_templates"], False),
-    ("describe_shards", ["documents", "document_descriptions"], True),
-    (
-        "retrieval",
-        [
-            "embedder_pairs",
-            "retrieval_embedder",
-            "chunk_labels",
-            "local_embedder",
-            "template_index",
-            "retrieval_eval",
-        ],
-        False,
-    ),
-    ("match_shards", ["document_matches"], True),
-    ("distill_instantiator", ["silver_instantiations", "instantiator"], False),
-    ("generate_shards", ["instantiated_pairs", "judged_pairs"], True),
-    ("validate_judge", ["judge_check_set", "judge_validation"], False),
-    (
-        "pretraining",
-        [
-            "training_corpus",
-            "corpus_export",
-            "pretrained_checkpoint",
-            "baseline_checkpoint",
-            "pretraining_eval",
-        ],
-        False,
-    ),
+    name
+    for _, assets in STAGES
+    for a, name in zip(assets, asset_names(assets), strict=True)
+    if a.partitions_def
 ]
 
-jobs = [dg.define_asset_job(f"{name}_job", selection=assets) for name, assets, _ in STAGES]
+jobs = [dg.define_asset_job(f"{name}_job", selection=asset_names(assets)) for name, assets in STAGES]
 shard_job = dg.define_asset_job("shard_job", selection=SHARD_ASSETS, partitions_def=document_shards)
 jobs.append(shard_job)
 
 
-def shard_files(settings: PipelineSettings, warehouse: WarehouseResource) -> dict[str, float]:
+def shard_files(inbox: InboxSettingsResource, warehouse: WarehouseResource) -> dict[str, float]:
     """Shard key → file mtime for every readable file in the document inbox (seeded with Wikipedia if empty)."""
-    folder = settings.inbox("documents", warehouse.home)
-    if settings.builtin_shards and not any(p.suffix in INPUT_SUFFIXES for p in folder.iterdir()):
-        write_builtin_shards(folder, settings.builtin_shards, settings.docs_per_shard)
+    folder = inbox.folder("documents", warehouse.path)
+    if inbox.builtin_shards and not any(p.suffix in INPUT_SUFFIXES for p in folder.iterdir()):
+        write_builtin_shards(folder, inbox.builtin_shards, inbox.docs_per_shard)
     return {p.stem: p.stat().st_mtime for p in sorted(folder.iterdir()) if p.suffix in INPUT_SUFFIXES}
 
 
@@ -69,11 +58,11 @@ def _downstream_ready(warehouse: WarehouseResource) -> bool:
 
 @dg.sensor(job=shard_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
 def new_shard_sensor(
-    context: dg.SensorEvaluationContext, settings: PipelineSettings, warehouse: WarehouseResource
+    context: dg.SensorEvaluationContext, inbox: InboxSettingsResource, warehouse: WarehouseResource
 ) -> dg.SensorResult:
     """A new file in the document inbox becomes a partition and gets a run (the whole shard chain once the
     template index and the instantiator exist, otherwise documents and descriptions)."""
-    files = shard_files(settings, warehouse)
+    files = shard_files(inbox, warehouse)
     known = set(context.instance.get_dynamic_partitions(document_shards.name))
     new = [k for k in files if k not in known]
     if not new:
@@ -89,11 +78,11 @@ def new_shard_sensor(
 
 @dg.schedule(job=shard_job, cron_schedule="0 * * * *", default_status=dg.DefaultScheduleStatus.RUNNING)
 def stale_shard_schedule(
-    context: dg.ScheduleEvaluationContext, settings: PipelineSettings, warehouse: WarehouseResource
+    context: dg.ScheduleEvaluationContext, inbox: InboxSettingsResource, warehouse: WarehouseResource
 ) -> list[dg.RunRequest] | dg.SkipReason:
     """Hourly: rerun each shard whose file changed since its documents were materialized, or whose chain
     never finished (a crash mid-run leaves the finished partitions and reruns only the rest)."""
-    files = shard_files(settings, warehouse)
+    files = shard_files(inbox, warehouse)
     known = set(context.instance.get_dynamic_partitions(document_shards.name))
     wh = warehouse.get()
     ready = _downstream_ready(warehouse)

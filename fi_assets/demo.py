@@ -1,8 +1,10 @@
 """`make demo`: materialize the whole graph on the embedded default, stage by stage, and print a summary.
 
 Runs go to the persistent Dagster instance (DAGSTER_HOME), so `make ui` shows their history afterwards.
-A rerun skips (asset, partition) outputs that are newer than all their inputs, so an interrupted demo
-finishes the rest without recomputing or duplicating what was done; `--fresh` recomputes everything.
+What reruns is what Dagster calls stale or missing (a new code version, which covers the settings an asset
+reads, or an input with a new data version), plus any output whose file is gone from the warehouse; so an
+interrupted demo finishes the rest without recomputing or duplicating what was done, and a changed setting
+reruns exactly the assets it shapes and those whose inputs then changed. `--fresh` recomputes everything.
 """
 
 import argparse
@@ -13,57 +15,61 @@ import time
 
 import dagster as dg
 
-from fi_assets.automation import STAGES, shard_files
+from fi_assets.automation import STAGES, asset_names, shard_files
 from fi_assets.checks import checks
 from fi_assets.common import document_shards
-from fi_assets.definitions import all_assets, build_resources
-from fi_resources.warehouse import is_stale
+from fi_assets.definitions import build_definitions, build_resources
+from fi_assets.versioning import StaleAssets
 
 log = logging.getLogger("fi.demo")
 
 
-def upstream_map() -> dict[str, list[tuple[str, bool]]]:
-    partitioned = {a.key.to_user_string(): a.partitions_def is not None for a in all_assets}
-    out = {}
-    for a in all_assets:
-        deps = a.asset_deps[a.key]
-        out[a.key.to_user_string()] = [(d.to_user_string(), partitioned[d.to_user_string()]) for d in deps]
-    return out
-
-
 def run_pipeline(resources: dict, instance: dg.DagsterInstance, fresh: bool = False) -> dict[str, float]:
-    """Materialize every stage in order; returns seconds per stage."""
+    """Materialize every stage in order, each (asset, partition) only when it needs it; returns seconds per
+    stage."""
     wh = resources["warehouse"].get()
-    shards = list(shard_files(resources["settings"], resources["warehouse"]))
+    shards = list(shard_files(resources["inbox"], resources["warehouse"]))
     if not shards:
         raise SystemExit("no document shards: put JSONL/Parquet/CSV files in the document inbox")
     known = set(instance.get_dynamic_partitions(document_shards.name))
     instance.add_dynamic_partitions(document_shards.name, [s for s in shards if s not in known])
-    ups = upstream_map()
+    assets = list(build_definitions(resources).assets or [])
+
+    def needs_run(name: str, key: str | None) -> bool:
+        return fresh or not wh.has_partition(name, key) or StaleAssets(instance, assets).needs_run(name, key)
+
     timings: dict[str, float] = {}
-    for stage, assets, partitioned in STAGES:
+    for stage, stage_assets in STAGES:
         start = time.perf_counter()
-        for key in shards if partitioned else [None]:
-            todo = [a for a in assets if fresh or is_stale(wh, a, key, ups[a])]
-            # Once one asset in a stage is stale, everything after it in the stage is too.
-            if todo:
-                todo = assets[assets.index(todo[0]) :]
-            else:
-                log.info("%s%s: up to date, skipped", stage, f"[{key}]" if key else "")
-                continue
-            log.info("%s%s: materializing %s", stage, f"[{key}]" if key else "", ", ".join(todo))
-            result = dg.materialize(
-                [*all_assets, *checks],
-                selection=todo,
-                partition_key=key,
-                instance=instance,
-                resources=resources,
-                tags={"fi/stage": stage},
-                run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-                raise_on_error=False,
-            )
-            if not result.success:
-                raise SystemExit(f"stage {stage} failed; see the run in the UI (make ui)")
+        names = asset_names(stage_assets)
+        for key in shards if stage_assets[0].partitions_def else [None]:
+            where, done, ran = f"{stage}[{key}]" if key else stage, 0, False
+            while True:
+                # Re-ask after each run: an input's rerun may or may not give it a new data version.
+                flags = [needs_run(n, key) for n in names[done:]]
+                if True not in flags:
+                    break
+                first = flags.index(True)
+                length = (flags[first:] + [False]).index(False)
+                block = names[done + first : done + first + length]
+                done += first + length
+                why = [] if fresh else StaleAssets(instance, assets).causes(block[0], key)
+                log.info("%s: materializing %s (%s)", where, ", ".join(block), "; ".join(why) or "missing")
+                result = dg.materialize(
+                    [*assets, *checks],
+                    selection=block,
+                    partition_key=key,
+                    instance=instance,
+                    resources=resources,
+                    tags={"fi/stage": stage},
+                    run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+                    raise_on_error=False,
+                )
+                if not result.success:
+                    raise SystemExit(f"stage {stage} failed; see the run in the UI (make ui)")
+                ran = True
+            if not ran:
+                log.info("%s: up to date, skipped", where)
         timings[stage] = round(time.perf_counter() - start, 1)
         log.info("stage %s done in %.1fs", stage, timings[stage])
     return timings

@@ -20,7 +20,7 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         partition = context.asset_partition_key if context.has_asset_partitions else None
         artifact_path = None
         if isinstance(obj, Artifact):
-            final, version = wh.publish_artifact(asset, Path(obj.path))
+            final, version = wh.publish_artifact(asset, Path(obj.path), obj.data_version)
             artifact_path = final
             df = pd.DataFrame([{"artifact_path": str(final), "data_version": version, **_flat(obj.info)}])
         elif isinstance(obj, pd.DataFrame):

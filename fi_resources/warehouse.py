@@ -110,6 +110,15 @@ class Warehouse:
         with self._lock, self._write_connection() as con:
             return con.execute(sql, params or []).df()
 
+    def latest_data_version(self, asset: str) -> str | None:
+        """The data version of the asset's latest recorded materialization (None if it has none)."""
+        found = self.query(
+            "SELECT data_version FROM catalog.materializations WHERE asset_key = ? "
+            "ORDER BY materialized_at DESC LIMIT 1",
+            [asset],
+        )
+        return str(found.iloc[0, 0]) if len(found) else None
+
     # ---- tables -------------------------------------------------------------------------------
     def table_dir(self, table: str) -> Path:
         return self.tables_dir / safe_name(table)
@@ -124,10 +133,8 @@ class Warehouse:
         tmp = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
         df.reset_index(drop=True).to_parquet(tmp, index=False)
         os.replace(tmp, path)
-        version = hashlib.sha256(pd.util.hash_pandas_object(_hashable(df), index=False).values.tobytes())
-        version.update(",".join(map(str, df.columns)).encode())
         self._refresh_view(table)
-        return path, version.hexdigest()[:16]
+        return path, frame_version(df)
 
     def read_table(self, table: str, partitions: list[str] | None = None) -> pd.DataFrame:
         """All partitions (or the given ones that exist) of a table as one DataFrame."""
@@ -162,9 +169,10 @@ class Warehouse:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def publish_artifact(self, asset: str, staging: Path) -> tuple[Path, str]:
-        """Move a staged folder to artifacts/<asset>/<content hash>/ (one folder per data version)."""
-        version = hash_folder(staging)
+    def publish_artifact(self, asset: str, staging: Path, version: str = "") -> tuple[Path, str]:
+        """Move a staged folder to artifacts/<asset>/<content hash>/ (one folder per data version).
+        `version`: the folder's `hash_folder`, when the caller already computed it."""
+        version = version or hash_folder(staging)
         final = self.artifacts_dir / safe_name(asset) / version
         if final.exists():
             shutil.rmtree(staging)
@@ -205,6 +213,13 @@ class Warehouse:
             con.execute("INSERT INTO catalog.materializations VALUES (?,?,?,?,?,?,?,?,?,?,?)", row)
 
 
+def frame_version(df: pd.DataFrame) -> str:
+    """A table's data version: a hash of its values and column names."""
+    version = hashlib.sha256(pd.util.hash_pandas_object(_hashable(df), index=False).values.tobytes())
+    version.update(",".join(map(str, df.columns)).encode())
+    return version.hexdigest()[:16]
+
+
 def _hashable(df: pd.DataFrame) -> pd.DataFrame:
     # Lists/dicts (spans, metadata) are not hashable by pandas: hash their JSON text instead.
     out = df.copy()
@@ -214,25 +229,3 @@ def _hashable(df: pd.DataFrame) -> pd.DataFrame:
                 lambda v: v if isinstance(v, str | type(None)) else json.dumps(v, default=str)
             )
     return out
-
-
-def is_stale(wh: Warehouse, asset: str, partition: str | None, upstream: list[tuple[str, bool]]) -> bool:
-    """True when (asset, partition) is missing or older than any input it was computed from.
-
-    `upstream` lists (asset, partitioned). A partitioned input of a partitioned asset is the same partition;
-    of an unpartitioned asset, all of its partitions.
-    """
-    out = wh.partition_path(asset, partition)
-    if not out.exists():
-        return True
-    built = out.stat().st_mtime
-    for name, partitioned in upstream:
-        if partitioned and partition is not None:
-            files = [wh.partition_path(name, partition)]
-        elif partitioned:
-            files = list(wh.table_dir(name).glob("*.parquet"))
-        else:
-            files = [wh.partition_path(name, None)]
-        if any(f.exists() and f.stat().st_mtime > built for f in files):
-            return True
-    return False

@@ -1,6 +1,7 @@
 """Model output → an instruction–answer pair, or the reason there is none. The one place that parses an
 instantiator's output, expands its `<excerpt>` markers from the document and checks grounding: the
-instantiated pairs, the judge check set and retrieval's answer spans all read outputs through it."""
+instantiated pairs and the judge check set read outputs through it (retrieval takes its answer spans from
+the teacher's compatibility labels, which need no parsing)."""
 
 from __future__ import annotations
 

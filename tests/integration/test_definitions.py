@@ -1,6 +1,7 @@
 import dagster as dg
 
-from fi_assets.definitions import defs
+from fi_assets.definitions import all_assets, build_definitions, build_resources, defs
+from fi_resources.settings import SECTIONS
 
 ISSUE_ASSETS = {
     "user_queries", "silver_templates", "genericizer", "query_templates", "documents", "document_descriptions",
@@ -27,7 +28,7 @@ def test_every_asset_uses_the_warehouse_io_manager_and_resources():
     for a in repo.asset_graph.assets_defs:
         for key in a.keys if a.is_executable else []:
             assert a.get_io_manager_key_for_asset_key(key) == "io_manager"
-    assert {"warehouse", "models", "settings", "io_manager"} <= set(defs.resources)
+    assert {"warehouse", "models", "io_manager", *SECTIONS} <= set(defs.resources)
 
 
 def test_lineage_flows_left_to_right():
@@ -47,3 +48,32 @@ def test_loading_the_definitions_keeps_torch_threads():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()
     assert out[0] == out[1]
+
+
+def _code_versions(**settings) -> dict[str, str]:
+    graph = build_definitions(build_resources("tiny", **settings)).get_repository_def().asset_graph
+    return {k.to_user_string(): v for a in graph.assets_defs for k, v in a.code_versions_by_key.items() if v}
+
+
+def _readers(section: str) -> set[str]:
+    return {k.to_user_string() for a in all_assets if section in a.required_resource_keys for k in a.keys}
+
+
+def test_a_setting_changes_the_code_version_of_exactly_its_readers():
+    base = _code_versions()
+    assert all("+" in v for v in base.values())  # own version + settings hash
+    for setting, value, section in (
+        ("keep_score", 5, "judge_settings"),
+        ("max_document_chars", 999, "document_settings"),
+        ("pretrain_epochs", 3, "pretrain_settings"),
+    ):
+        changed = _code_versions(**{setting: value})
+        assert {k for k in base if base[k] != changed[k]} == _readers(section), setting
+    # Where the inputs live is not part of any output.
+    assert _code_versions(document_folder="/elsewhere") == base
+    # The model choices are: another encoder changes every asset that reads `models`.
+    resources = build_resources("tiny")
+    resources["models"] = resources["models"].model_copy(update={"encoder_name": "/some/other/encoder"})
+    graph = build_definitions(resources).get_repository_def().asset_graph
+    other = {k.to_user_string(): v for a in graph.assets_defs for k, v in a.code_versions_by_key.items() if v}
+    assert {k for k in base if base[k] != other[k]} == _readers("models")

@@ -120,6 +120,39 @@ def test_rerun_skips_finished_work_and_finishes_a_lost_partition(embedded_run):
     assert len(wh.read_table("instantiated_pairs")) == n_pairs
 
 
+# Runs before the tests below: their instances replace Dagster's process-wide defs-state storage, which a
+# later materialize on this module's instance would then find closed.
+def test_changing_one_setting_reruns_exactly_the_assets_it_shapes(embedded_run):
+    from fi_assets.definitions import build_definitions
+    from fi_assets.versioning import StaleAssets
+
+    resources, instance, _ = embedded_run
+    home = resources["warehouse"].home
+    wh = resources["warehouse"].get()
+    before = wh.query("SELECT count(*) FROM catalog.materializations").iloc[0, 0]
+    changed = build_resources("embedded", home=home, **{**SMALL, "pretrain_epochs": 2})
+    stale = StaleAssets(instance, list(build_definitions(changed).assets or []))
+    unpartitioned = [a.key.to_user_string() for a in all_assets if not a.partitions_def]
+    # The two checkpoints read pretrain_settings; nothing else does, and nothing else is stale yet.
+    assert {a for a in unpartitioned if stale.needs_run(a)} == {
+        "pretrained_checkpoint",
+        "baseline_checkpoint",
+    }
+    assert stale.causes("pretrained_checkpoint") == ["pretrained_checkpoint has a new code version"]
+    assert not any(
+        stale.needs_run("judged_pairs", s) for s in instance.get_dynamic_partitions("document_shards")
+    )
+    run_pipeline(changed, instance)
+    rows = wh.query(
+        "SELECT asset_key FROM catalog.materializations ORDER BY materialized_at DESC LIMIT ?",
+        [int(wh.query("SELECT count(*) FROM catalog.materializations").iloc[0, 0] - before)],
+    )
+    # ...and their new weights make the evaluation, their only descendant, rerun too.
+    assert sorted(rows["asset_key"]) == ["baseline_checkpoint", "pretrained_checkpoint", "pretraining_eval"]
+    after = StaleAssets(instance, list(build_definitions(changed).assets or []))
+    assert not any(after.needs_run(a) for a in unpartitioned)
+
+
 def test_tiny_models_garbage_output_is_rejected_with_reasons_not_crashes(tmp_path, model_cache):
     resources = build_resources("tiny", home=str(tmp_path))
     instance = dg.DagsterInstance.ephemeral()
@@ -138,10 +171,10 @@ def test_tiny_models_garbage_output_is_rejected_with_reasons_not_crashes(tmp_pat
 def test_sensor_turns_new_shard_files_into_partitions(tmp_path, model_cache):
     resources = build_resources("tiny", home=str(tmp_path))
     instance = dg.DagsterInstance.ephemeral()
-    inbox = resources["settings"].inbox("documents", str(tmp_path))
+    inbox = resources["inbox"].folder("documents", str(tmp_path))
     pd.DataFrame({"title": ["T"], "text": ["Some text. " * 50]}).to_parquet(inbox / "mine.parquet")
     ctx = dg.build_sensor_context(
-        instance=instance, resources={k: resources[k] for k in ("settings", "warehouse")}
+        instance=instance, resources={k: resources[k] for k in ("inbox", "warehouse")}
     )
     result = new_shard_sensor(ctx)
     added = result.dynamic_partitions_requests[0].partition_keys
@@ -154,7 +187,7 @@ def test_sensor_turns_new_shard_files_into_partitions(tmp_path, model_cache):
 def test_malformed_shard_fails_clearly_and_keeps_other_partitions(tmp_path, model_cache):
     resources = build_resources("tiny", home=str(tmp_path))
     instance = dg.DagsterInstance.ephemeral()
-    inbox = resources["settings"].inbox("documents", str(tmp_path))
+    inbox = resources["inbox"].folder("documents", str(tmp_path))
     (inbox / "good.jsonl").write_text(
         json.dumps({"title": "G", "text": "A sentence that is long enough. " * 20}) + "\n"
     )
@@ -183,7 +216,7 @@ def test_malformed_shard_fails_clearly_and_keeps_other_partitions(tmp_path, mode
 def test_schedule_reruns_only_changed_or_unfinished_shards(tmp_path, model_cache):
     resources = build_resources("tiny", home=str(tmp_path))
     with dg.instance_for_test() as instance:  # schedules need an instance they can re-open by reference
-        _check_schedule(resources, instance, resources["settings"].inbox("documents", str(tmp_path)))
+        _check_schedule(resources, instance, resources["inbox"].folder("documents", str(tmp_path)))
 
 
 def _check_schedule(resources, instance, inbox):
@@ -202,7 +235,7 @@ def _check_schedule(resources, instance, inbox):
             all_assets, selection=["documents"], partition_key=shard, instance=instance, resources=resources
         ).success
     ctx = dg.build_schedule_context(
-        instance=instance, resources={k: resources[k] for k in ("settings", "warehouse")}
+        instance=instance, resources={k: resources[k] for k in ("inbox", "warehouse")}
     )
     assert isinstance(stale_shard_schedule(ctx), dg.SkipReason)  # "new" is the sensor's, a and b are fresh
     later = time.time() + 10

@@ -3,7 +3,7 @@ import multiprocessing as mp
 import duckdb
 import pandas as pd
 
-from fi_resources.warehouse import Warehouse, is_stale
+from fi_resources.warehouse import Warehouse
 
 
 def _write_many(home: str, worker: int) -> None:
@@ -47,18 +47,14 @@ def test_rewriting_a_partition_replaces_it_without_duplicates(tmp_path):
     assert not list(wh.table_dir("t").glob("*.tmp"))
 
 
-def test_staleness_follows_input_files(tmp_path):
-    import os
-    import time
-
+def test_latest_data_version_is_the_last_recorded_materialization(tmp_path):
     wh = Warehouse(tmp_path)
-    wh.write_table("up", "s1", pd.DataFrame({"x": [1]}))
-    assert is_stale(wh, "down", "s1", [("up", True)])
-    wh.write_table("down", "s1", pd.DataFrame({"x": [1]}))
-    assert not is_stale(wh, "down", "s1", [("up", True)])
-    later = time.time() + 5
-    os.utime(wh.partition_path("up", "s1"), (later, later))
-    assert is_stale(wh, "down", "s1", [("up", True)])
+    assert wh.latest_data_version("model") is None
+    for run, content in (("r1", [1]), ("r2", [2])):
+        path, version = wh.write_table("model", None, pd.DataFrame({"x": content}))
+        wh.record_materialization("model", None, run, version, 1, path)
+    assert wh.latest_data_version("model") == version
+    assert wh.latest_data_version("other") is None
 
 
 def test_artifacts_are_versioned_by_content(tmp_path):
