@@ -4,7 +4,7 @@
 four jobs. The names below are re-exported so `from fi_resources.lm import ...` keeps working.
 """
 
-from fi_resources.lm.decoding import _chunks
+from fi_resources.lm.decoding import TESTED_TRANSFORMERS, _chunks, check_cache_internals
 from fi_resources.lm.loading import (
     SMOLLM2_GGUF,
     SMOLLM2_PACKAGE,
@@ -18,9 +18,11 @@ from fi_resources.lm.scoring import right_padded
 __all__ = [
     "SMOLLM2_GGUF",
     "SMOLLM2_PACKAGE",
+    "TESTED_TRANSFORMERS",
     "CausalLM",
     "GenerationStats",
     "_chunks",
+    "check_cache_internals",
     "materialize_smollm2",
     "materialize_tiny_lm",
     "right_padded",

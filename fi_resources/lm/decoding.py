@@ -1,13 +1,117 @@
-"""Greedy decoding with continuous batching over preallocated KV buffers (`greedy_token_ids`), built on
-transformers' cache internals (`Cache`, `DynamicCache`, `DynamicLayer`)."""
+"""Greedy decoding with continuous batching over preallocated KV buffers (`greedy_token_ids`).
+
+Built on transformers' cache internals (`Cache`, `DynamicCache`, `DynamicLayer`), which change between
+releases without notice: `check_cache_internals` verifies the parts used here before the decoder first runs.
+"""
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable, Sequence
 
 import torch
+import transformers
+from packaging.specifiers import SpecifierSet
+from transformers import LlamaConfig
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
+
+# transformers releases the decoder is tested against; pyproject.toml pins the same range. The cache classes
+# are internals, so even a minor release may rename what _BufferLayer and _prefill rely on.
+TESTED_TRANSFORMERS = ">=5.24,<5.25"
+
+_checked = False  # set once check_cache_internals has passed in this process
+
+
+def check_cache_internals() -> None:
+    """Raise RuntimeError unless the installed transformers is in TESTED_TRANSFORMERS and its cache classes
+    still have what the decoder uses: `Cache(layers=...)`, `Cache.update`/`get_seq_length` dispatching to the
+    layer, `DynamicCache(config=...)` with one layer per model layer, and `DynamicLayer` keeping its KV in
+    `keys`/`values`, gated by `is_initialized` (`lazy_initialization`), with `update(key_states, value_states, ...)`.
+    """
+    version = transformers.__version__
+    if not SpecifierSet(TESTED_TRANSFORMERS).contains(version, prereleases=True):
+        raise RuntimeError(
+            f"transformers {version} is installed, but the decoder in {__name__} is tested only with "
+            f"transformers{TESTED_TRANSFORMERS} (its KV cache subclasses transformers' cache internals). "
+            f"Install a version in that range (pyproject.toml pins it), or update {__name__} and "
+            "TESTED_TRANSFORMERS after running tests/unit/test_generation.py."
+        )
+    problems = _cache_internals_problems()
+    if problems:
+        raise RuntimeError(
+            f"transformers {version} cache internals differ from what {__name__} relies on (tested with "
+            f"transformers{TESTED_TRANSFORMERS}): " + "; ".join(problems)
+        )
+
+
+def _ensure_cache_internals() -> None:
+    global _checked
+    if not _checked:
+        check_cache_internals()
+        _checked = True
+
+
+def _params(fn) -> list[str]:
+    return list(inspect.signature(fn).parameters)
+
+
+def _cache_internals_problems() -> list[str]:
+    problems = []
+    for cls, names in (
+        (DynamicLayer, ("update", "get_seq_length", "get_mask_sizes", "lazy_initialization")),
+        (Cache, ("update", "get_seq_length", "get_mask_sizes")),
+    ):
+        problems += [f"{cls.__name__}.{n} is missing" for n in names if not callable(getattr(cls, n, None))]
+    if problems:
+        return problems
+    expected = [
+        (DynamicLayer.update, ["self", "key_states", "value_states"], "DynamicLayer.update"),
+        (Cache.update, ["self", "key_states", "value_states", "layer_idx"], "Cache.update"),
+    ]
+    for fn, head, name in expected:
+        if _params(fn)[: len(head)] != head:
+            problems.append(f"{name} takes {_params(fn)}, expected it to start with {head}")
+    if "layers" not in _params(Cache.__init__):
+        problems.append("Cache() takes no `layers` argument")
+    if "config" not in _params(DynamicCache.__init__):
+        problems.append("DynamicCache() takes no `config` argument")
+    if problems:
+        return problems
+    # Run the calls the decoder makes on two-token tensors: cheap, and catches renamed attributes.
+    try:
+        k, v = torch.zeros((1, 1, 2, 2)), torch.ones((1, 1, 2, 2))
+        layer = DynamicLayer()
+        if getattr(layer, "is_initialized", None) is not False:
+            problems.append("a new DynamicLayer has no is_initialized=False")
+        layer.update(k, v)
+        if not (
+            isinstance(getattr(layer, "keys", None), torch.Tensor)
+            and isinstance(getattr(layer, "values", None), torch.Tensor)
+            and torch.equal(layer.keys, k)
+            and torch.equal(layer.values, v)
+        ):
+            problems.append("DynamicLayer.update does not keep the KV in .keys/.values")
+        if getattr(layer, "is_initialized", None) is not True or layer.get_seq_length() != 2:
+            problems.append("DynamicLayer.update does not set is_initialized or get_seq_length()")
+        config = LlamaConfig(
+            vocab_size=8, hidden_size=8, intermediate_size=8, num_hidden_layers=2, num_attention_heads=2
+        )
+        layers = DynamicCache(config=config).layers
+        if not (
+            isinstance(layers, list) and len(layers) == 2 and all(isinstance(x, DynamicLayer) for x in layers)
+        ):
+            problems.append("DynamicCache(config=...).layers is not one DynamicLayer per model layer")
+        buffered = _BufferLayer(k, v, extra=1)
+        cache = Cache(layers=[buffered])
+        keys, values = cache.update(k[:, :, :1], v[:, :, :1], 0)
+        if cache.layers[0] is not buffered or buffered.length != 3 or keys.shape[-2] != 3:
+            problems.append("Cache.update does not write through the layer's update")
+        if cache.get_seq_length(0) != 3:
+            problems.append("Cache.get_seq_length does not ask the layer")
+    except Exception as e:  # any error in the probe is an incompatibility, reported with the others
+        problems.append(f"probing the cache classes raised {type(e).__name__}: {e}")
+    return problems
 
 
 @torch.inference_mode()
@@ -35,6 +139,7 @@ def greedy_token_ids(
     Left padding: every row has its own position ids and attention mask, so padding never changes a
     row's result beyond float rounding.
     """
+    _ensure_cache_internals()
     start = time.perf_counter() if start is None else start
     pad = tokenizer.pad_token_id
     empty = [i for i in range(len(ids)) if not ids[i]]
