@@ -13,19 +13,19 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
 import requests
 
+from fi_resources.parts import Progress, TextGenerator
+
 if TYPE_CHECKING:
     from fi_resources.lm import CausalLM
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[int, int, float], None]
 
 
 @dataclass
@@ -47,21 +47,11 @@ class BackendStats:
         return {**asdict(self), "tokens_per_s": round(self.tokens_per_s, 1)}
 
 
-class Backend(Protocol):
-    """What the pipeline needs from a text generator."""
+class Backend(TextGenerator, Protocol):
+    """A text generator as the pipeline runs it: named, counted and cacheable."""
 
     model_id: str  # names the model (path or served name) for logs, lineage and the cache key
     stats: BackendStats
-
-    def generate(
-        self,
-        prompts: Sequence[str],
-        max_new_tokens: int = 48,
-        stop: str | None = None,
-        progress: Progress | None = None,
-    ) -> list[str]: ...
-
-    def chat_prompt(self, user: str) -> str: ...
 
     def cache_identity(self) -> dict: ...
 
