@@ -6,12 +6,12 @@ releases without notice: `check_cache_internals` verifies the parts used here be
 
 from __future__ import annotations
 
+import importlib.metadata
 import inspect
 import time
 from collections.abc import Callable, Sequence
 
 import torch
-import transformers
 from packaging.specifiers import SpecifierSet
 from transformers import LlamaConfig
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
@@ -29,7 +29,7 @@ def check_cache_internals() -> None:
     layer, `DynamicCache(config=...)` with one layer per model layer, and `DynamicLayer` keeping its KV in
     `keys`/`values`, gated by `is_initialized` (`lazy_initialization`), with `update(key_states, value_states, ...)`.
     """
-    version = transformers.__version__
+    version = installed_transformers()
     if not SpecifierSet(TESTED_TRANSFORMERS).contains(version, prereleases=True):
         raise RuntimeError(
             f"transformers {version} is installed, but the decoder in {__name__} is tested only with "
@@ -43,6 +43,13 @@ def check_cache_internals() -> None:
             f"transformers {version} cache internals differ from what {__name__} relies on (tested with "
             f"transformers{TESTED_TRANSFORMERS}): " + "; ".join(problems)
         )
+
+
+def installed_transformers() -> str:
+    # The installed distribution's version (what pyproject pins), not `transformers.__version__`: after the
+    # backend tests, sys.modules["transformers"] was seen to be a different module object from the one this
+    # module imported, so the attribute is not one reliable place to read (or patch) the version.
+    return importlib.metadata.version("transformers")
 
 
 def _ensure_cache_internals() -> None:

@@ -25,7 +25,7 @@ def test_pyproject_pins_the_tested_range() -> None:
 
 @pytest.mark.parametrize("version", ["5.23.1", "5.25.0", "6.0.0", "4.57.0"])
 def test_version_outside_tested_range_raises(monkeypatch, version: str) -> None:
-    monkeypatch.setattr(transformers, "__version__", version)
+    monkeypatch.setattr(decoding, "installed_transformers", lambda: version)
     with pytest.raises(RuntimeError) as err:
         decoding.check_cache_internals()
     assert f"transformers {version}" in str(err.value)
@@ -100,7 +100,7 @@ def test_decoder_runs_the_check_once(monkeypatch) -> None:
 
 def test_decoder_refuses_to_run_outside_tested_range(monkeypatch) -> None:
     monkeypatch.setattr(decoding, "_checked", False)
-    monkeypatch.setattr(transformers, "__version__", "9.0.0")
+    monkeypatch.setattr(decoding, "installed_transformers", lambda: "9.0.0")
     # The check comes before the model is touched, so no model is needed here.
     with pytest.raises(RuntimeError, match="transformers 9.0.0"):
         decoding.greedy_token_ids(None, None, set(), [[1, 2]], max_new_tokens=2)
