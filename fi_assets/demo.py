@@ -35,8 +35,8 @@ def run_pipeline(resources: dict, instance: dg.DagsterInstance, fresh: bool = Fa
     instance.add_dynamic_partitions(document_shards.name, [s for s in shards if s not in known])
     assets = list(build_definitions(resources).assets or [])
 
-    def needs_run(name: str, key: str | None) -> bool:
-        return fresh or not wh.has_partition(name, key) or StaleAssets(instance, assets).needs_run(name, key)
+    def needs_run(stale: StaleAssets, name: str, key: str | None) -> bool:
+        return fresh or not wh.has_partition(name, key) or stale.needs_run(name, key)
 
     timings: dict[str, float] = {}
     for stage, stage_assets in STAGES:
@@ -46,14 +46,15 @@ def run_pipeline(resources: dict, instance: dg.DagsterInstance, fresh: bool = Fa
             where, done, ran = f"{stage}[{key}]" if key else stage, 0, False
             while True:
                 # Re-ask after each run: an input's rerun may or may not give it a new data version.
-                flags = [needs_run(n, key) for n in names[done:]]
+                stale = StaleAssets(instance, assets)
+                flags = [needs_run(stale, n, key) for n in names[done:]]
                 if True not in flags:
                     break
                 first = flags.index(True)
                 length = (flags[first:] + [False]).index(False)
                 block = names[done + first : done + first + length]
                 done += first + length
-                why = [] if fresh else StaleAssets(instance, assets).causes(block[0], key)
+                why = [] if fresh else stale.causes(block[0], key)
                 log.info("%s: materializing %s (%s)", where, ", ".join(block), "; ".join(why) or "missing")
                 result = dg.materialize(
                     [*assets, *checks],

@@ -22,10 +22,9 @@ from fi_resources.logic.flow_judge import (
 )
 from fi_resources.logic.prompts import judge_contexts
 from fi_resources.logic.rubric import judge_pair
+from fi_resources.parts import Progress
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[int, int, float], None]
 
 
 class Generator(Protocol):

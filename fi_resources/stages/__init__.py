@@ -21,7 +21,6 @@ import pandas as pd
 
 T = TypeVar("T")
 
-Progress = Callable[[int, int, float], None]
 Log = Callable[[str], None]
 
 

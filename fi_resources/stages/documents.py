@@ -7,10 +7,10 @@ from pathlib import Path
 import pandas as pd
 
 from fi_resources.logic.prompts import FALLBACK_DESCRIPTION_PREFIX
-from fi_resources.parts import DocumentDescriber
+from fi_resources.parts import DocumentDescriber, Progress
 from fi_resources.settings import DocumentSettings
 from fi_resources.sources import read_document_shard
-from fi_resources.stages import Counts, Progress, Sample, StageResult, teacher_stats
+from fi_resources.stages import Counts, Sample, StageResult, teacher_stats
 
 
 def shard_documents(path: Path, shard: str, settings: DocumentSettings) -> StageResult[pd.DataFrame]:

@@ -10,12 +10,11 @@ import pandas as pd
 from fi_resources.logic.parsing import OutputError, format_genericizer_target, parse_genericizer_output
 from fi_resources.logic.prompts import PROMPT_VERSION, genericizer_prompt
 from fi_resources.logic.templates import validate_template
-from fi_resources.parts import Genericizer, TextGenerator
+from fi_resources.parts import Genericizer, Progress, TextGenerator
 from fi_resources.settings import TemplateBankSettings
 from fi_resources.sources import stable_id
 from fi_resources.stages import (
     Counts,
-    Progress,
     Sample,
     StageResult,
     backend_stats,

@@ -51,8 +51,18 @@ def test_loading_the_definitions_keeps_torch_threads():
 
 
 def _code_versions(**settings) -> dict[str, str]:
-    graph = build_definitions(build_resources("tiny", **settings)).get_repository_def().asset_graph
-    return {k.to_user_string(): v for a in graph.assets_defs for k, v in a.code_versions_by_key.items() if v}
+    return _versions_of(build_definitions(build_resources("tiny", **settings)))
+
+
+def _versions_of(definitions: dg.Definitions) -> dict[str, str]:
+    # The assets as built (not via get_repository_def, which reads Dagster's process-wide defs-state storage,
+    # left closed by instances of other test modules).
+    return {
+        k.to_user_string(): v
+        for a in definitions.assets or []
+        for k, v in a.code_versions_by_key.items()  # type: ignore[union-attr]
+        if v
+    }
 
 
 def _readers(section: str) -> set[str]:
@@ -74,6 +84,5 @@ def test_a_setting_changes_the_code_version_of_exactly_its_readers():
     # The model choices are: another encoder changes every asset that reads `models`.
     resources = build_resources("tiny")
     resources["models"] = resources["models"].model_copy(update={"encoder_name": "/some/other/encoder"})
-    graph = build_definitions(resources).get_repository_def().asset_graph
-    other = {k.to_user_string(): v for a in graph.assets_defs for k, v in a.code_versions_by_key.items() if v}
+    other = _versions_of(build_definitions(resources))
     assert {k for k in base if base[k] != other[k]} == _readers("models")
