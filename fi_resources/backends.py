@@ -84,6 +84,7 @@ class LocalBackend:
         max_new_tokens: int = 48,
         stop: str | None = None,
         progress: Progress | None = None,
+        copy_sources: Sequence[str] | None = None,
     ) -> list[str]:
         start = time.perf_counter()
         before = self.lm.stats.new_tokens
@@ -93,12 +94,15 @@ class LocalBackend:
             batch_size=self.batch_size,
             stop=stop,
             progress=progress,
+            copy_sources=copy_sources,
         )
         self.stats.calls += 1
         self.stats.prompts += len(prompts)
         self.stats.tokens += self.lm.stats.new_tokens - before
         self.stats.seconds += time.perf_counter() - start
         return out
+
+    supports_copy_constraint = True
 
     def cache_identity(self) -> dict:
         # No explicit version: CachedBackend hashes the weights at `path` (a retrained student at the same
@@ -155,6 +159,9 @@ class HTTPBackend:
     `/v1/completions` sends the raw prompt (fine-tuned students were trained on raw prompts); `/v1/chat/
     completions` sends each prompt as one user message and lets the server apply the chat template.
     """
+
+    # A server decodes on its own: excerpt markers cannot be copy-constrained from here.
+    supports_copy_constraint = False
 
     def __init__(self, config: HTTPConfig):
         self.config = config
@@ -290,6 +297,7 @@ class HTTPBackend:
         max_new_tokens: int = 48,
         stop: str | None = None,
         progress: Progress | None = None,
+        copy_sources: Sequence[str] | None = None,
     ) -> list[str]:
         start = time.perf_counter()
         out: list[str] = [""] * len(prompts)

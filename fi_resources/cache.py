@@ -203,17 +203,26 @@ class CachedBackend:
     def cache_identity(self) -> dict:
         return self.identity()
 
+    @property
+    def supports_copy_constraint(self) -> bool:
+        return getattr(self.inner, "supports_copy_constraint", False)
+
     def generate(
         self,
         prompts: Sequence[str],
         max_new_tokens: int = 48,
         stop: str | None = None,
         progress: Progress | None = None,
+        copy_sources: Sequence[str] | None = None,
     ) -> list[str]:
         start = time.perf_counter()
         ident = self.identity()
-        params = {"max_new_tokens": max_new_tokens, "stop": stop}
+        params: dict = {"max_new_tokens": max_new_tokens, "stop": stop}
+        constrained = copy_sources is not None and self.supports_copy_constraint
+        if constrained:
+            params["copy_constrained"] = True  # the source is in the prompt; the flag changes the output
         keys = [self.cache.key(ident, p, params) for p in prompts]
+        source_of = dict(zip(keys, copy_sources, strict=True)) if constrained else {}
         found = self.cache.get_many(keys)
         todo = list(dict.fromkeys(k for k in keys if k not in found))
         prompt_of = dict(zip(keys, prompts, strict=True))
@@ -235,11 +244,13 @@ class CachedBackend:
                 if progress:
                     progress(min(total - 1, before + done), total, time.perf_counter() - start)
 
+            extra = {"copy_sources": [source_of[k] for k in chunk]} if constrained else {}
             texts = self.inner.generate(
                 [prompt_of[k] for k in chunk],
                 max_new_tokens=max_new_tokens,
                 stop=stop,
                 progress=inner_progress,
+                **extra,
             )
             self.cache.put_many((k, model, t) for k, t in zip(chunk, texts, strict=True))
             found.update(zip(chunk, texts, strict=True))

@@ -45,7 +45,11 @@ class CompatibilityLabel:
 
 
 class TextGenerator(Protocol):
-    """A generation backend (in-process or served), as `fi_resources.backends` implements it."""
+    """A generation backend (in-process or served), as `fi_resources.backends` implements it.
+
+    `copy_sources` (one text per prompt) asks for copy-constrained excerpt markers where the backend can
+    decode under a constraint (`supports_copy_constraint`); others decode as usual.
+    """
 
     def generate(
         self,
@@ -53,6 +57,7 @@ class TextGenerator(Protocol):
         max_new_tokens: int = 48,
         stop: str | None = None,
         progress: Progress | None = None,
+        copy_sources: Sequence[str] | None = None,
     ) -> list[str]: ...
 
     def chat_prompt(self, user: str) -> str: ...

@@ -116,6 +116,8 @@ class InstantiationSettings(StageSettings):
     # Give the instantiator <excerpt>, <...> and </excerpt> as single new tokens; off by default (README).
     markup_tokens: bool = False
     min_grounding: float = 0.80
+    # The student's excerpt markers may only copy document text (logic/copy_constraint.py; local backends).
+    copy_constrained_excerpts: bool = True
 
 
 class JudgeSettings(StageSettings):

@@ -15,6 +15,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from fi_resources.lm import decoding, finetune, scoring
+from fi_resources.logic.copy_constraint import ExcerptCopyConstraint, TokenPieces
 
 
 @dataclass
@@ -22,6 +23,7 @@ class GenerationStats:
     prompts: int = 0
     new_tokens: int = 0
     seconds: float = 0.0
+    forced_tokens: int = 0  # tokens a decoding constraint chose over the model's favourite
 
     @property
     def tokens_per_s(self) -> float:
@@ -40,6 +42,7 @@ class CausalLM:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=torch.float32).eval()
         self.stats = GenerationStats()
+        self._pieces: TokenPieces | None = None
 
     def add_tokens(self, tokens: Sequence[str]) -> int:
         """Make each string one token (e.g. the excerpt markup, 3-4 BPE tokens each otherwise).
@@ -80,6 +83,7 @@ class CausalLM:
         stop: str | None = None,
         progress: Callable[[int, int, float], None] | None = None,
         engine: str = "loop",
+        copy_sources: Sequence[str] | None = None,
     ) -> list[str]:
         """Greedy completions, token for token what one-at-a-time greedy `model.generate` gives.
 
@@ -87,6 +91,8 @@ class CausalLM:
         decode together, finished rows leave the batch and queued prompts take their place. `engine="hf"` is
         transformers' `generate` on length-sorted batches, kept as the reference the benchmark compares with.
         `stop` cuts each completion before its first occurrence (the loop stops decoding that row there).
+        `copy_sources` (one text per prompt, loop engine only) makes excerpt markers copy-constrained: inside
+        `<excerpt>…</excerpt>` a row can only write text of its source (`logic.copy_constraint`).
         """
         if engine not in ("loop", "hf"):
             raise ValueError(f"engine must be 'loop' or 'hf', not {engine!r}")
@@ -94,12 +100,24 @@ class CausalLM:
             raise ValueError("max_new_tokens and batch_size must be >= 1")
         if stop == "":
             raise ValueError("stop must be a non-empty string or None")
+        if copy_sources is not None and (engine != "loop" or len(copy_sources) != len(prompts)):
+            raise ValueError("copy_sources needs the loop engine and one source text per prompt")
         start = time.perf_counter()
         ids = [self.tokenizer(p)["input_ids"] for p in prompts]
         if engine == "hf":
             rows = self._hf_token_ids(ids, max_new_tokens, batch_size, progress, start)
         else:
-            rows = self.greedy_token_ids(ids, max_new_tokens, batch_size, stop, progress, start)
+            constraints = None
+            if copy_sources is not None:
+                pieces = self.token_pieces()
+                constraints = [
+                    ExcerptCopyConstraint(src, pieces, self._eos_ids, max_new_tokens) for src in copy_sources
+                ]
+            rows = self.greedy_token_ids(
+                ids, max_new_tokens, batch_size, stop, progress, start, constraints=constraints
+            )
+            if constraints:
+                self.stats.forced_tokens += sum(c.forced for c in constraints)
         out = []
         skip = self._eos_ids | {self.tokenizer.pad_token_id}
         for row in rows:
@@ -110,6 +128,13 @@ class CausalLM:
         self.stats.prompts += len(prompts)
         self.stats.seconds += time.perf_counter() - start
         return out
+
+    def token_pieces(self) -> TokenPieces:
+        """The decoded text of every token (built once; the vocabulary only changes in `add_tokens`)."""
+        if self._pieces is None or len(self._pieces.pieces) != len(self.tokenizer):
+            ids = [[i] for i in range(len(self.tokenizer))]
+            self._pieces = TokenPieces(self.tokenizer.batch_decode(ids, clean_up_tokenization_spaces=False))
+        return self._pieces
 
     @property
     def _eos_ids(self) -> set[int]:
@@ -152,6 +177,7 @@ class CausalLM:
         progress: Callable[[int, int, float], None] | None = None,
         start: float | None = None,
         prefill_tokens: int = 4096,
+        constraints: Sequence[decoding.RowConstraint | None] | None = None,
     ) -> list[list[int]]:
         """Greedy decoding of tokenised prompts with continuous batching (`decoding.greedy_token_ids`);
         returns the new token ids of each (ending with the EOS token where one was produced)."""
@@ -166,6 +192,7 @@ class CausalLM:
             progress,
             start,
             prefill_tokens,
+            constraints,
         )
 
     # ---- scoring ------------------------------------------------------------------------------

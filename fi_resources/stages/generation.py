@@ -112,7 +112,10 @@ def instantiate_pairs(
         instantiator_prompt(t, docs.at[d, "text"])
         for t, d in zip(matches["template"], matches["doc_id"], strict=True)
     ]
-    raw = student.generate(prompts, max_new_tokens=80, progress=progress)
+    # Copy-constrained markers (where the backend decodes here): no unknown excerpts, no unbalanced tags.
+    copy = settings.copy_constrained_excerpts and getattr(student, "supports_copy_constraint", False)
+    extra = {"copy_sources": [docs.at[d, "text"] for d in matches["doc_id"]]} if copy else {}
+    raw = student.generate(prompts, max_new_tokens=80, progress=progress, **extra)
     rows = []
     for m, text in zip(matches.itertuples(), raw, strict=True):
         pair = read_pair(text, docs.at[m.doc_id, "text"], settings.min_grounding)
@@ -146,6 +149,7 @@ def instantiate_pairs(
             "valid_pairs": len(ok),
             "valid_share": round(len(ok) / max(1, len(df)), 3),
             "outcomes": Counts(dict(Counter(df["status"])), total=len(df)),
+            "copy_constrained": bool(copy),
             "mean_grounding_ratio": round(float(ok["grounding_ratio"].mean()), 3) if len(ok) else 0.0,
             # Tokens of the raw outputs (cached ones too): what excerpt copying is measured against.
             "decoded_tokens": int(df["decoded_tokens"].sum()),

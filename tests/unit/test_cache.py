@@ -132,3 +132,36 @@ def test_fingerprint_follows_content(tmp_path):
     assert folder_fingerprint(folder, cache) != a
     with pytest.raises(FileNotFoundError):
         folder_fingerprint(Path(tmp_path / "nope"))
+
+
+class CopyingEchoBackend(EchoBackend):
+    """An echo backend that decodes under a copy constraint: it answers with the prompt's source text."""
+
+    supports_copy_constraint = True
+
+    def generate(self, prompts, max_new_tokens=48, stop=None, progress=None, copy_sources=None):
+        if copy_sources is None:
+            return super().generate(prompts, max_new_tokens, stop, progress)
+        self.stats.calls += 1
+        self.seen.extend(prompts)
+        return [s[:max_new_tokens] for s in copy_sources]
+
+
+def test_copy_constrained_calls_are_keyed_apart_and_get_their_own_sources(tmp_path):
+    cache = ResponseCache(tmp_path / "r.sqlite")
+    prompts = ["doc one: rivers", "doc two: cats", "doc one: rivers"]
+    sources = ["rivers flow", "cats sleep", "rivers flow"]
+    inner = CopyingEchoBackend()
+    backend = CachedBackend(inner, cache, chunk_size=1)  # one prompt per call: sources must follow keys
+    assert backend.supports_copy_constraint
+    assert backend.generate(prompts, copy_sources=sources) == sources
+    assert backend.generate(prompts) == [p[::-1] for p in prompts]  # not answered from the constrained run
+    assert inner.stats.calls == 4 and len(cache) == 4
+    again = CachedBackend(CopyingEchoBackend(), cache)
+    assert again.generate(prompts, copy_sources=sources) == sources
+    assert again.cache_stats.model_calls == 0
+    # A backend that cannot constrain is asked without sources, and its answers are keyed as unconstrained.
+    plain = CachedBackend(EchoBackend(), cache)
+    assert not plain.supports_copy_constraint
+    assert plain.generate(prompts[:1], copy_sources=sources[:1]) == [prompts[0][::-1]]
+    assert plain.cache_stats.model_calls == 0
