@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from fi_resources.logic.excerpts import ELLIPSIS, EXCERPT_CLOSE, EXCERPT_OPEN
+from fi_resources.logic.excerpts import ELLIPSIS, EXCERPT_CLOSE, EXCERPT_OPEN, ExcerptError, locate_marker
 
 _SPACE_RUN = re.compile(r"\s+")
 # Tokens the budget keeps for closing a marker: "</excerpt>" is at most 4 BPE tokens (1 as a new token).
@@ -67,11 +67,12 @@ class ExcerptCopyConstraint:
         self._word_starts = [m.start() for m in re.finditer(r"\S+", self.doc)]
         self.mode = self.FREE
         self.tail = ""  # the last characters written outside a marker (finds "<excerpt>" across tokens)
-        self.pending = ""  # the rest of a marker ("<...>" or "</excerpt>") being written
-        self.pending_marker = ""
+        self.marker: str | None = None  # the text of a marker ("<...>", "</excerpt>") being written
+        self.marker_options: list[str] = []  # the markers it can still become
         self.ends: set[int] = set()  # where in the document the current prefix/suffix text can end
         self.body = ""  # the current prefix or suffix text so far
         self.prefix_ends: set[int] = set()
+        self.prefix_body = ""
         self.gave_up = False  # True once a marker could not go on (its document text has no token)
         self.forced = 0  # tokens chosen by the constraint instead of the model
 
@@ -79,9 +80,19 @@ class ExcerptCopyConstraint:
     def _markers(self) -> list[str]:
         if self.mode == self.FREE or not self.body.strip():
             return []
-        if self.mode == self.PREFIX and self.remaining > _CLOSE_RESERVE:
-            return [ELLIPSIS, EXCERPT_CLOSE]
-        return [EXCERPT_CLOSE]
+        if self.remaining <= _CLOSE_RESERVE:
+            return [EXCERPT_CLOSE]  # out of budget: close even a marker that names no single span
+        markers = [ELLIPSIS] if self.mode == self.PREFIX else []
+        return [*markers, EXCERPT_CLOSE] if self._names_one_span() else markers
+
+    def _names_one_span(self) -> bool:
+        """Whether closing now gives a marker that names exactly one span (else: copy on until it does)."""
+        body = self.body if self.mode == self.PREFIX else f"{self.prefix_body}{ELLIPSIS}{self.body}"
+        try:
+            locate_marker(body, self.doc, self.max_span_chars)
+        except ExcerptError:
+            return False
+        return True
 
     def _starts(self) -> list[int]:
         """Document positions a prefix or suffix may start at: word starts (after the prefix, for a suffix)."""
@@ -103,17 +114,14 @@ class ExcerptCopyConstraint:
             return {p + len(text) for p in self._starts() if self.doc.startswith(text, p)}
         return {e + len(piece) for e in self.ends if self.doc.startswith(piece, e)}
 
-    def _marker_rest(self, piece: str) -> tuple[str, str] | None:
-        """(marker, what is left of it) if ``piece`` writes the start of an allowed marker."""
-        if self.pending:
-            return (
-                (self.pending_marker, self.pending[len(piece) :]) if self.pending.startswith(piece) else None
-            )
-        text = piece.lstrip(" ")
-        for marker in self._markers():
-            if text and marker.startswith(text):
-                return marker, marker[len(text) :]
-        return None
+    def _marker_after(self, piece: str) -> tuple[str, list[str]] | None:
+        """(marker text, markers it can still become) after ``piece``; None if it writes no allowed marker."""
+        if self.marker is not None:
+            text, options = self.marker + piece, self.marker_options
+        else:
+            text, options = piece.lstrip(" "), self._markers()
+        options = [m for m in options if text and m.startswith(text)]
+        return (text, options) if options else None
 
     def accepts(self, token: int) -> bool:
         if self.gave_up:
@@ -125,19 +133,19 @@ class ExcerptCopyConstraint:
             return not any(m in written and m not in self.tail for m in (EXCERPT_CLOSE, ELLIPSIS))
         if token in self.eos or not piece:
             return False
-        if self.pending:
-            return self._marker_rest(piece) is not None
-        if self.remaining <= _CLOSE_RESERVE and self.body.strip():
-            return self._marker_rest(piece) is not None  # out of budget: close now
-        return self._marker_rest(piece) is not None or bool(self._copy_ends(piece))
+        if self.marker is not None or (self.remaining <= _CLOSE_RESERVE and self.body.strip()):
+            return self._marker_after(piece) is not None  # finishing a marker, or out of budget: close
+        return self._marker_after(piece) is not None or bool(self._copy_ends(piece))
 
     def allowed(self) -> list[int] | None:
         """The tokens allowed now; None outside an excerpt (anything the check accepts)."""
         if self.gave_up or self.mode == self.FREE:
             return None
-        if self.pending:
-            return self.pieces.prefixes_of(self.pending)
         out: list[int] = []
+        if self.marker is not None:
+            for option in self.marker_options:
+                out.extend(self.pieces.prefixes_of(option[len(self.marker) :]))
+            return list(dict.fromkeys(out))
         for marker in self._markers():
             out.extend(self.pieces.prefixes_of(marker))
         if self.remaining <= _CLOSE_RESERVE and self.body.strip():
@@ -169,12 +177,11 @@ class ExcerptCopyConstraint:
                 self.tail = ""
                 self._open(rest)
             return
-        rest = self._marker_rest(piece)
-        if rest is not None:
-            marker, left = rest
-            self.pending, self.pending_marker = left, marker
-            if not left:
-                self._finish(marker)
+        after = self._marker_after(piece)
+        if after is not None:
+            self.marker, self.marker_options = after
+            if self.marker in self.marker_options:
+                self._finish(self.marker)
             return
         ends = self._copy_ends(piece)
         if not ends:
@@ -184,7 +191,7 @@ class ExcerptCopyConstraint:
         self.body += piece
 
     def _open(self, rest: str) -> None:
-        self.mode, self.body, self.ends, self.pending = self.PREFIX, "", set(), ""
+        self.mode, self.body, self.ends, self.marker = self.PREFIX, "", set(), None
         if rest:  # text that came in the same token as "<excerpt>"
             ends = self._copy_ends(rest)
             if not ends:
@@ -193,9 +200,9 @@ class ExcerptCopyConstraint:
             self.body, self.ends = rest, ends
 
     def _finish(self, marker: str) -> None:
-        self.pending = self.pending_marker = ""
+        self.marker, self.marker_options = None, []
         if marker == ELLIPSIS:
-            self.prefix_ends = self.ends
+            self.prefix_ends, self.prefix_body = self.ends, self.body
             self.mode, self.body, self.ends = self.SUFFIX, "", set()
         else:
             self.mode, self.body, self.ends, self.tail = self.FREE, "", set(), ""

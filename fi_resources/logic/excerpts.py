@@ -77,13 +77,14 @@ def _collapse(text: str) -> str:
     return " ".join(text.split())
 
 
-def _locate(body: str, doc: _NormalisedDocument, max_span_chars: int) -> tuple[int, int]:
-    """Normalised span identified by one marker body (the text between the excerpt tags)."""
+def locate_marker(body: str, text: str, max_span_chars: int = 4000) -> tuple[int, int]:
+    """The span of whitespace-collapsed ``text`` that one marker body (between the excerpt tags) names;
+    raises :class:`ExcerptError` when it names none or several."""
     if ELLIPSIS not in body:
         needle = _collapse(body)
         if not needle:
             raise ExcerptError("empty_excerpt")
-        starts = _occurrences(doc.text, needle)
+        starts = _occurrences(text, needle)
         if not starts:
             raise ExcerptError("unknown_excerpt", f"not in document: {needle[:40]!r}")
         if len(starts) > 1:
@@ -97,9 +98,9 @@ def _locate(body: str, doc: _NormalisedDocument, max_span_chars: int) -> tuple[i
     if ELLIPSIS in suffix:
         raise ExcerptError("unknown_excerpt", f"more than one {ELLIPSIS} in a marker")
     spans: set[tuple[int, int]] = set()
-    for start in _occurrences(doc.text, prefix):
+    for start in _occurrences(text, prefix):
         # Shortest span for this prefix occurrence: the first suffix at or after the prefix end.
-        suffix_at = doc.text.find(suffix, start + len(prefix))
+        suffix_at = text.find(suffix, start + len(prefix))
         if suffix_at != -1 and suffix_at + len(suffix) - start <= max_span_chars:
             spans.add((start, suffix_at + len(suffix)))
     if not spans:
@@ -162,7 +163,7 @@ def expand_excerpts(markup: str, document: str, max_span_chars: int = 4000) -> E
             length += len(glue)
             previous_was_excerpt = previous_was_excerpt and not glue
             continue
-        start, end = doc.to_original(*_locate(piece, doc, max_span_chars))
+        start, end = doc.to_original(*locate_marker(piece, doc.text, max_span_chars))
         if previous_was_excerpt:
             parts.append(" ")
             length += 1

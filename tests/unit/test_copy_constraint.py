@@ -146,3 +146,17 @@ def test_random_model_outputs_stay_expandable_under_the_constraint(lm: CausalLM)
             expand_excerpts(markup, doc)
         except ExcerptError as e:
             assert e.reason == "ambiguous_excerpt", markup
+
+
+def test_a_tag_started_with_an_ambiguous_piece_becomes_the_marker_the_model_goes_on_to_write() -> None:
+    rule = ExcerptCopyConstraint(DOC, PIECES, EOS, max_new_tokens=40)
+    # "<" starts both "<...>" and "</excerpt>"; the next pieces decide.
+    text = drive(rule, ids(*OPEN, " It", " was", "<", "/", "excerpt", ">", "<eos>"))
+    assert rule.forced == 0 and text.endswith("It was</excerpt>")
+
+
+def test_a_marker_is_not_closed_while_it_names_several_spans() -> None:
+    rule = ExcerptCopyConstraint(DOC, PIECES, EOS, max_new_tokens=40)
+    # "The" occurs twice: closing after it would be ambiguous, so the model's close is refused once.
+    text = drive(rule, ids(*OPEN, "The", "</excerpt>", " dog", "</excerpt>", "<eos>"))
+    assert expand_excerpts(text.split("Answer:")[1], DOC).text == "The dog"
