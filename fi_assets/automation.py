@@ -20,7 +20,7 @@ STAGES: list[tuple[str, list[dg.AssetsDefinition]]] = [
     ("match_shards", [retrieval.document_matches]),
     ("distill_instantiator", [generation.silver_instantiations, generation.instantiator]),
     ("generate_shards", [generation.instantiated_pairs, generation.judged_pairs]),
-    ("validate_judge", [judging.judge_check_set, judging.judge_validation]),
+    ("validate_judge", [judging.judge_check_set, judging.judge_validation, judging.judge_audit]),
     ("pretraining", [corpus.training_corpus, corpus.corpus_export, corpus.pretrained_checkpoint,
                      corpus.baseline_checkpoint, corpus.pretraining_eval]),
 ]  # fmt: skip

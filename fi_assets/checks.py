@@ -8,8 +8,9 @@ import pandas as pd
 
 from fi_assets.corpus import corpus_export, training_corpus
 from fi_assets.generation import instantiated_pairs, judged_pairs
-from fi_assets.judging import judge_validation
+from fi_assets.judging import judge_audit, judge_validation
 from fi_assets.templates import query_templates
+from fi_resources.logic.audit import confusion
 from fi_resources.logic.budget import budget_violations, pair_tokens
 from fi_resources.logic.templates import validate_template
 from fi_resources.resources import InstantiationSettingsResource, JudgeSettingsResource, ModelsResource
@@ -81,6 +82,28 @@ def judge_beats_corruptions(
 
 
 @dg.asset_check(
+    asset=judge_audit,
+    description="On the held-out split of the hand-labelled audit set, at least `judge_min_audit_precision` "
+    "(80 %) of the pairs the judge keeps are sensible (audit/RUBRIC.md); a judge that keeps none fails.",
+)
+def judge_precise_on_audit(
+    judge_audit: pd.DataFrame, judge_settings: JudgeSettingsResource
+) -> dg.AssetCheckResult:
+    table = confusion(judge_audit[judge_audit["split"] == "heldout"].assign(all="all"), ["all"])
+    row = table.iloc[0] if len(table) else None
+    precision = row["precision"] if row is not None and pd.notna(row["precision"]) else None
+    return dg.AssetCheckResult(
+        passed=precision is not None and precision >= judge_settings.judge_min_audit_precision,
+        metadata={
+            "heldout_precision": precision,
+            "heldout_recall": row["recall"] if row is not None and pd.notna(row["recall"]) else None,
+            "heldout_kept": int(row["kept"]) if row is not None else 0,
+            "threshold": judge_settings.judge_min_audit_precision,
+        },
+    )
+
+
+@dg.asset_check(
     asset=training_corpus,
     additional_ins={"documents": dg.AssetIn("documents")},
     description="Token-for-token: over every prefix of the documents (corpus order), pair tokens never "
@@ -141,6 +164,7 @@ checks = [
     pairs_grounded,
     judge_pass_rate,
     judge_beats_corruptions,
+    judge_precise_on_audit,
     corpus_within_budget,
     export_reloads,
 ]

@@ -11,7 +11,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from fi_resources.stages import Counts, Distribution, Sample, StageResult
+from fi_resources.stages import Counts, Distribution, Funnel, Sample, StageResult
 from fi_resources.warehouse import Artifact, frame_version, hash_folder
 
 document_shards = dg.DynamicPartitionsDefinition(name="document_shards")
@@ -53,6 +53,8 @@ def to_metadata(stats: Mapping[str, object]) -> dict[str, object]:
             out[key] = counts_md(dict(value.counts), value.total)
         elif isinstance(value, Distribution):
             out[key] = histogram_md(list(value.values), value.title) if len(value.values) else "n/a"
+        elif isinstance(value, Funnel):
+            out[key] = funnel_md(list(value.steps), value.title)
         elif isinstance(value, Sample):
             out[key] = md_sample(value.frame, list(value.columns), value.n, value.width)
         elif isinstance(value, pd.DataFrame):
@@ -111,20 +113,44 @@ def counts_md(counts: dict[str, int], total: int | None = None) -> dg.MetadataVa
     return dg.MetadataValue.md("\n".join(lines))
 
 
-def histogram_md(values: list[float], title: str, bins: int = 20) -> dg.MetadataValue:
-    """A PNG histogram embedded in Markdown (the UI renders it inline)."""
+def _png_md(fig, title: str, text: str = "") -> dg.MetadataValue:
+    """A matplotlib figure as a PNG embedded in Markdown (the UI renders it inline), then `text`."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    image = f"![{title}](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})"
+    return dg.MetadataValue.md(f"{image}\n\n{text}" if text else image)
+
+
+def _figure(height: float = 2.6):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 2.6), dpi=80)
+    return plt.subplots(figsize=(5, height), dpi=80)
+
+
+def histogram_md(values: list[float], title: str, bins: int = 20) -> dg.MetadataValue:
+    """A PNG histogram embedded in Markdown."""
+    fig, ax = _figure()
     ax.hist(values, bins=bins, color="#4f46e5")
     ax.set_title(title)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return dg.MetadataValue.md(
-        f"![{title}](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})"
-    )
+    return _png_md(fig, title)
+
+
+def funnel_md(steps: list[tuple[str, int]], title: str) -> dg.MetadataValue:
+    """Horizontal bars, widest first, each with its count and its share of the first step; and a table."""
+    fig, ax = _figure(0.5 + 0.45 * len(steps))
+    labels, counts = [s for s, _ in steps][::-1], [n for _, n in steps][::-1]
+    ax.barh(labels, counts, color="#4f46e5")
+    first = steps[0][1] if steps else 0
+    for y, n in enumerate(counts):
+        ax.text(n, y, f" {n} ({n / first:.0%})" if first else f" {n}", va="center")
+    ax.set_xlim(0, max(counts + [1]) * 1.5)
+    ax.set_title(title)
+    rows = "\n".join(f"| {s} | {n} |" for s, n in steps)
+    return _png_md(fig, title, f"| step | pairs |\n|---|---:|\n{rows}")

@@ -20,6 +20,7 @@ from fi_assets.checks import checks
 from fi_assets.common import document_shards
 from fi_assets.definitions import build_definitions, build_resources
 from fi_assets.versioning import StaleAssets
+from fi_resources.logic.audit import confusion
 
 log = logging.getLogger("fi.demo")
 
@@ -97,6 +98,14 @@ def summarize(resources: dict) -> dict:
     out = {k: int(wh.query(sql).iloc[0, 0]) for k, sql in SUMMARY_SQL.items()}
     win = wh.query("SELECT avg(correct_wins::INT) FROM judge_validation WHERE split = 'test'").iloc[0, 0]
     out["judge_test_win_rate"] = round(float(win), 3)  # correct pair scored above its corrupted twin
+    audit = wh.query("SELECT * FROM judge_audit WHERE split = 'heldout'").assign(all="all")
+    row = confusion(audit, ["all"]).iloc[0].to_dict() if len(audit) else {}
+    out["judge_audit_heldout"] = {k: row.get(k) for k in ("pairs", "sensible", "kept", "precision", "recall")}
+    kept = wh.query("SELECT answer, template_id FROM judged_pairs WHERE kept")
+    out["distinct_answers_per_kept"] = round(kept["answer"].nunique() / max(1, len(kept)), 3)
+    out["largest_template_share_of_kept"] = (
+        round(float(kept["template_id"].value_counts().iloc[0]) / len(kept), 3) if len(kept) else 0.0
+    )
     ev = wh.query("SELECT model, eval_set, loss FROM pretraining_eval")
     out["held_out_loss"] = {f"{r.model}/{r.eval_set}": round(r.loss, 4) for r in ev.itertuples()}
     return out

@@ -123,6 +123,11 @@ class InstantiationSettings(StageSettings):
 class JudgeSettings(StageSettings):
     judge: str = "auto"  # "likelihood", "flow-judge" or "auto" (the profile's judge)
     keep_score: int = 4  # pairs scoring this or more are kept (paper: 4 of 5)
+    # Diversity: at most this share of a shard's passing pairs per template, and one pair per distinct answer.
+    max_template_share: float = 0.02
+    audit_labels: str = ""  # folder of hand-labelled pairs (empty = the project's audit/labels)
+    # judge_audit's check: precision among kept pairs on the held-out audit split must reach this.
+    judge_min_audit_precision: float = 0.8
     judge_check_pairs: int = 16  # correct pairs per source (silver, chatterbot) in the judge check set
     judge_min_win_rate: float = (
         0.80  # the check set's held-out half must rank correct over corrupted this often

@@ -39,6 +39,14 @@ class Distribution:
 
 
 @dataclass(frozen=True)
+class Funnel:
+    """Counts that narrow step by step (matches → valid → passed → kept), shown as a bar chart."""
+
+    steps: Sequence[tuple[str, int]]
+    title: str
+
+
+@dataclass(frozen=True)
 class Sample:
     """A few rows to read in the UI."""
 

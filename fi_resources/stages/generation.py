@@ -17,7 +17,15 @@ from fi_resources.logic.prompts import PROMPT_VERSION, instantiator_prompt
 from fi_resources.logic.sampling import incompatible_pairs
 from fi_resources.parts import Judge, Progress, TeacherInstantiator, TextGenerator
 from fi_resources.settings import InstantiationSettings, JudgeSettings
-from fi_resources.stages import Counts, Sample, StageResult, backend_stats, teacher_stats, value_counts
+from fi_resources.stages import (
+    Counts,
+    Funnel,
+    Sample,
+    StageResult,
+    backend_stats,
+    teacher_stats,
+    value_counts,
+)
 
 TokenCount = Callable[[str], int]
 
@@ -164,6 +172,24 @@ def instantiate_pairs(
     )
 
 
+def diverse_keep(df: pd.DataFrame, passed: pd.Series, max_template_share: float) -> pd.Series:
+    """Among pairs that passed the score: one pair per distinct answer text, and per template at most
+    `max_template_share` of the passing pairs (at least one), best `judge_value` first. A template that fits
+    every document, or one excerpt answering several templates, would otherwise fill the corpus."""
+    order = df[passed].sort_values(["judge_value", "pair_id"], ascending=[False, True])
+    cap = max(1, int(max_template_share * len(order)))
+    per_template: Counter = Counter()
+    answers: set[str] = set()
+    keep = pd.Series(False, index=df.index)
+    for i, row in order.iterrows():
+        if row["answer"] in answers or per_template[row["template_id"]] >= cap:
+            continue
+        answers.add(row["answer"])
+        per_template[row["template_id"]] += 1
+        keep[i] = True
+    return keep
+
+
 def judge_pairs(
     pairs: pd.DataFrame, judge: Judge, settings: JudgeSettings, progress: Progress | None = None
 ) -> StageResult[pd.DataFrame]:
@@ -180,13 +206,29 @@ def judge_pairs(
     df["judge_score"] = pd.array(df["judge_score"], dtype="Int64")
     df["judge_value"] = df["judge_value"].astype("float64")
     df["judge"] = judge.name
-    df["kept"] = (df["judge_score"] >= settings.keep_score).fillna(False).astype(bool)
+    passed = (df["judge_score"] >= settings.keep_score).fillna(False).astype(bool)
+    df["kept"] = passed & diverse_keep(df, passed, settings.max_template_share)
+    df["diversity_dropped"] = passed & ~df["kept"]
     return StageResult(
         df,
         {
             "rows": len(df),
             "judge": judge.name,
             "kept": int(df["kept"].sum()),
+            "passed_score": int(passed.sum()),
+            "funnel": Funnel(
+                [
+                    ("matches", len(pairs)),
+                    ("valid pairs", len(valid)),
+                    (f"judge score >= {settings.keep_score}", int(passed.sum())),
+                    ("kept (distinct, template cap)", int(df["kept"].sum())),
+                ],
+                "pairs per step (this shard)",
+            ),
+            "dropped_for_diversity": int(df["diversity_dropped"].sum()),
+            "distinct_answers_per_kept": round(
+                df.loc[df["kept"], "answer"].nunique() / max(1, df["kept"].sum()), 3
+            ),
             "pass_rate": round(float(df["kept"].mean()), 3) if len(df) else 0.0,
             "paper_pass_rate": 0.58,
             "score_distribution": value_counts(df["judge_score"]),

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from fi_resources.logic.audit import confusion
 from fi_resources.logic.judge_check import (
     MIN_ANSWER_WORDS,
     BasePair,
@@ -176,3 +177,31 @@ def _win_row(split: str, corruption: str, part: pd.DataFrame, keep_score: int) -
         "correct_kept": round(float((part["correct_score"] >= keep_score).mean()), 3),
         "corrupted_kept": round(float((part["corrupted_score"] >= keep_score).mean()), 3),
     }
+
+
+def audit_judge(
+    labels: pd.DataFrame, judge: Judge, settings: JudgeSettings, progress: Progress | None = None
+) -> StageResult[pd.DataFrame]:
+    """Today's judge re-scores every hand-labelled audit pair (`logic.audit`); precision (sensible among
+    kept), recall and the confusion table per corpus and split. The headline is the held-out split: no
+    signal or threshold is tuned on it."""
+    scored = judge.score(labels["instruction"].tolist(), labels["answer"].tolist(), progress=progress)
+    df = labels.rename(columns={"kept": "kept_by_run"}).copy()
+    df["judge_score"] = pd.array([s["judge_score"] for s in scored], dtype="Int64")
+    df["judge_reason"] = [s["judge_reason"] for s in scored]
+    df["kept"] = (df["judge_score"] >= settings.keep_score).fillna(False).astype(bool)
+    df["judge"] = judge.name
+    heldout = confusion(df.assign(all="all"), ["all", "split"]).set_index("split")
+    row = heldout.loc["heldout"] if "heldout" in heldout.index else None
+    return StageResult(
+        df,
+        {
+            "judge": judge.name,
+            "labelled_pairs": len(df),
+            "heldout_precision": row["precision"] if row is not None else None,
+            "heldout_recall": row["recall"] if row is not None else None,
+            "heldout_kept": int(row["kept"]) if row is not None else 0,
+            "confusion_by_corpus": confusion(df, ["corpus", "split"]),
+            "sample": Sample(df[df["kept"]], ["corpus", "sensible", "instruction", "answer"], width=160),
+        },
+    )

@@ -1,0 +1,46 @@
+"""The audit set's loader and confusion table, and the diversity rule of judged pairs (pure pandas)."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from fi_resources.logic.audit import AUDIT_LABELS, confusion, corpus_of, load_labels
+from fi_resources.stages.generation import diverse_keep
+
+
+def test_audit_labels_and_confusion(tmp_path):
+    rows = [
+        {"pair_id": f"p{i}", "doc_id": "d", "title": "t", "template": "x", "instruction": "q", "answer": "a",
+         "sensible": s, "split": sp, "kept": k}
+        for i, (s, sp, k) in enumerate([(True, "heldout", True), (False, "heldout", True), (True, "tune", False)])
+    ]  # fmt: skip
+    (tmp_path / "embedded-lee-news-abc1234.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    df = load_labels(tmp_path)
+    assert corpus_of("embedded-lee-news-abc1234.jsonl") == "lee-news"
+    table = confusion(df, ["split"]).set_index("split")
+    assert table.loc["heldout", "precision"] == 0.5 and table.loc["heldout", "recall"] == 1.0
+    assert pd.isna(table.loc["tune", "precision"]) and table.loc["tune", "recall"] == 0.0
+    (tmp_path / "broken.jsonl").write_text("{not json")
+    with pytest.raises(ValueError, match="broken.jsonl: line 1"):
+        load_labels(tmp_path)
+
+
+def test_the_committed_audit_set_loads_with_both_splits_and_corpora():
+    df = load_labels(AUDIT_LABELS)
+    assert len(df) >= 95 and set(df["split"]) == {"tune", "heldout"}
+    assert {"wikipedia", "lee-news"} <= set(df["corpus"])
+
+
+def test_diverse_keep_caps_templates_and_repeated_answers():
+    df = pd.DataFrame(
+        {
+            "pair_id": [f"p{i}" for i in range(6)],
+            "template_id": ["t1", "t1", "t1", "t2", "t3", "t4"],
+            "answer": ["a", "b", "c", "a", "d", "e"],
+            "judge_value": [5.0, 4.9, 4.8, 4.7, 4.6, 2.0],
+        }
+    )
+    passed = df["judge_value"] >= 3.5
+    keep = diverse_keep(df, passed, max_template_share=0.4)  # cap = int(0.4 * 5) = 2 per template
+    assert keep.tolist() == [True, True, False, False, True, False]
