@@ -175,9 +175,8 @@ class ShardTally:
     split_chars: int = 0
     kept_chars: int = 0
     cut_documents: int = 0  # longer than max_source_chars: split up to a boundary before that length
-    dropped: dict[str, int] = field(
-        default_factory=lambda: {"empty": 0, "too_short": 0, "duplicate": 0}
-    )  # source documents
+    # Source documents dropped whole, and passages of the kept ones that are not rows.
+    dropped: dict[str, int] = field(default_factory=lambda: {"empty": 0, "too_short": 0, "duplicate": 0})
     passages_dropped: dict[str, int] = field(default_factory=lambda: {"short": 0, "not_sampled": 0})
 
 
