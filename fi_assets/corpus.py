@@ -27,7 +27,7 @@ CARD_INPUTS = ("training_corpus", "judged_pairs", "instantiator", "query_templat
 
 
 @dg.asset(
-    group_name=GROUP, code_version="2", kinds={"duckdb", "parquet"}, automation_condition=corpus_refresh
+    group_name=GROUP, code_version="3", kinds={"duckdb", "parquet"}, automation_condition=corpus_refresh
 )
 def training_corpus(
     judged_pairs: pd.DataFrame,
@@ -40,7 +40,7 @@ def training_corpus(
     return table_output(stage.training_corpus(judged_pairs, documents, count, corpus_settings))
 
 
-@dg.asset(group_name=GROUP, code_version="1", kinds={"parquet", "huggingface"})
+@dg.asset(group_name=GROUP, code_version="2", kinds={"parquet", "huggingface"})
 def corpus_export(
     context: dg.AssetExecutionContext,
     training_corpus: pd.DataFrame,

@@ -80,7 +80,8 @@ def run_pipeline(resources: dict, instance: dg.DagsterInstance, fresh: bool = Fa
 SUMMARY_SQL = {
     "queries": "SELECT count(*) FROM user_queries",
     "valid_templates": "SELECT count(DISTINCT template) FROM query_templates WHERE valid",
-    "documents": "SELECT count(*) FROM documents",
+    "source_documents": "SELECT count(DISTINCT source_doc_id) FROM documents",
+    "documents": "SELECT count(*) FROM documents",  # passages: every later stage's documents
     "matched_documents": "SELECT count(DISTINCT doc_id) FROM document_matches",
     "matches": "SELECT count(*) FROM document_matches",
     "instantiated_pairs": "SELECT count(*) FROM instantiated_pairs",

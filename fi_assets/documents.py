@@ -29,14 +29,15 @@ def shard_file(inbox: InboxSettingsResource, warehouse: WarehouseResource, shard
     raise dg.Failure(f"shard {shard!r}: no file {shard}{{{','.join(INPUT_SUFFIXES)}}} in {folder}")
 
 
-@dg.asset(partitions_def=document_shards, group_name=GROUP, code_version="1", kinds={"duckdb"})
+@dg.asset(partitions_def=document_shards, group_name=GROUP, code_version="2", kinds={"duckdb"})
 def documents(
     context: dg.AssetExecutionContext,
     inbox: InboxSettingsResource,
     document_settings: DocumentSettingsResource,
     warehouse: WarehouseResource,
 ) -> dg.Output[pd.DataFrame]:
-    """One shard file → documents (lead paragraphs up to max_document_chars, cut at a sentence end)."""
+    """One shard file → one row per passage (up to passage_chars, on paragraph and sentence boundaries), a
+    seeded sample of passages_per_document per document; metadata: how much of the text is used."""
     path = shard_file(inbox, warehouse, context.partition_key)
     try:
         result = stage.shard_documents(path, context.partition_key, document_settings)

@@ -4,7 +4,7 @@ Each section is also a Dagster resource (`fi_resources.resources`) that an asset
 settings that shape an asset's output are exactly the settings resources in its signature, and its code
 version covers them (`fi_assets.versioning`). Defaults suit the embedded demo on 2 CPU cores.
 
-A setting belongs to exactly one section, so a flat override (`max_document_chars=700`, as the tests and
+A setting belongs to exactly one section, so a flat override (`passage_chars=700`, as the tests and
 `build_resources` use it) finds its section by name; `seed` is every section's.
 """
 
@@ -51,7 +51,16 @@ class InboxSettings(StageSettings):
 
 
 class DocumentSettings(StageSettings):
-    max_document_chars: int = 1200
+    """How shard files become passages: the rows every later stage calls documents."""
+
+    # The encoder and instantiator windows: no passage is longer (MiniLM reads 256 tokens, ~1,200 chars).
+    passage_chars: int = 1200
+    # Shorter passages merge with a neighbour; a document shorter than this is dropped as too short.
+    min_passage_chars: int = 200
+    # A seeded sample per document, its lead passage included, to fit the demo's time (0 = all passages).
+    passages_per_document: int = 2
+    # Longer texts are split only up to a boundary before this length (counted as cut_documents).
+    max_source_chars: int = 2_000_000
 
 
 class TeacherSettings(StageSettings):

@@ -7,9 +7,14 @@ import hashlib
 import importlib.resources as ir
 import json
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+
+from fi_resources.logic.passages import passage_doc_id, sample_passages, source_limit, split_passages
+from fi_resources.settings import DocumentSettings
 
 GENSIM_WIKI = "test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 INPUT_SUFFIXES = (".jsonl", ".parquet", ".csv")
@@ -108,7 +113,8 @@ def clean_wiki_text(text: str) -> str:
 
 
 def lead_document(text: str, max_chars: int, min_chars: int = 200) -> str:
-    """Document-length policy: keep whole paragraphs from the start, cut at a sentence end by max_chars."""
+    """The old document-length policy, kept as the baseline of `bench/passage_coverage.py` and for
+    `bench/bench_pooling.py`: whole paragraphs from the start, cut at a sentence end by max_chars."""
     paras = [p.strip() for p in text.split("\n\n") if len(p.strip()) > 40 and not p.strip().startswith("=")]
     out = ""
     for p in paras:
@@ -146,28 +152,92 @@ def write_builtin_shards(folder: Path, n_shards: int, docs_per_shard: int) -> li
     return paths
 
 
-def read_document_shard(path: Path, max_chars: int) -> tuple[pd.DataFrame, dict[str, int]]:
-    """One shard file → documents with stable ids; returns (documents, dropped counts by reason)."""
+DOCUMENT_COLUMNS = ["doc_id", "source_doc_id", "passage", "offset", "title", "text", "source_chars"]
+
+
+@dataclass(frozen=True)
+class SourceDocument:
+    """One row of a shard file: its stable id (file name, row number, start of its text) and its text."""
+
+    source_doc_id: str
+    row: int
+    title: str
+    text: str
+
+
+@dataclass
+class ShardTally:
+    """What became of a shard's text: documents and passages by outcome, and their characters."""
+
+    source_documents: int = 0
+    source_chars: int = 0
+    passages_split: int = 0
+    split_chars: int = 0
+    kept_chars: int = 0
+    cut_documents: int = 0  # longer than max_source_chars: split up to a boundary before that length
+    # Source documents dropped whole, and passages of the kept ones that are not rows.
+    dropped: dict[str, int] = field(default_factory=lambda: {"empty": 0, "too_short": 0, "duplicate": 0})
+    passages_dropped: dict[str, int] = field(default_factory=lambda: {"short": 0, "not_sampled": 0})
+
+
+def source_documents(path: Path) -> Iterator[SourceDocument]:
+    """The rows of a shard file with their stable ids, in file order. Raises `InputFileError`."""
     df = read_table_file(path, ("text", "content", "document", "body"))
-    titles = df["title"].astype("string").fillna("") if "title" in df.columns else pd.Series([""] * len(df))
-    rows, dropped, seen = [], {"empty": 0, "too_short": 0, "duplicate": 0}, set()
+    titles = df["title"].astype("string").fillna("") if "title" in df.columns else [""] * len(df)
     for i, (title, text) in enumerate(zip(titles, df["text"], strict=True)):
-        if not text.strip():
-            dropped["empty"] += 1
-            continue
-        doc = lead_document(text, max_chars)
-        if not doc:
-            dropped["too_short"] += 1
-            continue
-        doc_id = stable_id(path.name, str(i), doc[:200])
-        if doc_id in seen:
-            dropped["duplicate"] += 1
-            continue
-        seen.add(doc_id)
+        yield SourceDocument(stable_id(path.name, str(i), text[:200]), i, title or f"{path.stem} #{i}", text)
+
+
+def read_document_shard(path: Path, settings: DocumentSettings) -> tuple[pd.DataFrame, ShardTally]:
+    """One shard file → one row per kept passage (`DOCUMENT_COLUMNS`) and what became of the rest."""
+    tally, rows, seen = ShardTally(), [], set()
+    for doc in source_documents(path):
+        tally.source_documents += 1
+        tally.source_chars += len(doc.text)
+        if not doc.text or doc.text.isspace():  # not .strip(): that copies a text of any size
+            tally.dropped["empty"] += 1
+        elif doc.source_doc_id in seen:
+            tally.dropped["duplicate"] += 1
+        else:
+            seen.add(doc.source_doc_id)
+            rows += document_passages(doc, settings, tally)
+    return pd.DataFrame(rows, columns=DOCUMENT_COLUMNS), tally
+
+
+def document_passages(doc: SourceDocument, settings: DocumentSettings, tally: ShardTally) -> list[dict]:
+    """A document's passage rows: split (up to `max_source_chars`), passages below `min_passage_chars`
+    dropped, then the seeded `passages_per_document` sample. Only the kept passages are sliced out."""
+    limit = source_limit(doc.text, settings.max_source_chars, settings.passage_chars)
+    tally.cut_documents += limit is not None
+    passages = split_passages(doc.text, settings.passage_chars, settings.min_passage_chars, limit)
+    tally.passages_split += len(passages)
+    tally.split_chars += sum(p.length for p in passages)
+    # A passage stays short only when its whole document is (the splitter merges the rest): today's
+    # `too_short` rule for documents.
+    usable = [p for p in passages if p.length >= settings.min_passage_chars]
+    tally.passages_dropped["short"] += len(passages) - len(usable)
+    if not usable:
+        tally.dropped["too_short"] += 1
+        return []
+    by_index = {p.index: p for p in usable}
+    chosen = sample_passages(list(by_index), settings.passages_per_document, settings.seed, doc.source_doc_id)
+    tally.passages_dropped["not_sampled"] += len(usable) - len(chosen)
+    rows = []
+    for index in chosen:
+        p = by_index[index]
+        tally.kept_chars += p.length
         rows.append(
-            {"doc_id": doc_id, "title": title or f"{path.stem} #{i}", "text": doc, "source_chars": len(text)}
+            {
+                "doc_id": passage_doc_id(doc.source_doc_id, p.index, len(passages)),
+                "source_doc_id": doc.source_doc_id,
+                "passage": p.index,
+                "offset": p.start,
+                "title": doc.title,
+                "text": doc.text[p.start : p.end],
+                "source_chars": len(doc.text),
+            }
         )
-    return pd.DataFrame(rows, columns=["doc_id", "title", "text", "source_chars"]), dropped
+    return rows
 
 
 def chatterbot_qa_pairs() -> list[tuple[str, str]]:

@@ -11,12 +11,13 @@ COLUMN_DOCS: dict[str, str] = {
     "instruction": "the instantiated instruction",
     "answer": "the answer, excerpt markers expanded from the source document",
     "tokens": "tokens of `text` plus one EOS under the base LM tokenizer (what the budget counts)",
-    "doc_id": "source document (`documents.doc_id`)",
-    "doc_tokens": "tokens of the source document plus one EOS (its own budget before rollover)",
+    "doc_id": "the passage the pair was made from (`documents.doc_id`; a document longer than one passage is split)",
+    "source_doc_id": "the source document the passage is part of (`documents.source_doc_id`)",
+    "doc_tokens": "tokens of the passage plus one EOS (its own budget before rollover)",
     "shard": "document shard = the Dagster partition the pair was made in",
     "template_id": "instruction template (`query_templates.template_id`)",
     "query_id": "the real user query the template was genericized from (`user_queries`)",
-    "excerpt_spans": "JSON list of [start, end) character spans of the answer's excerpts in the source document",
+    "excerpt_spans": "JSON list of [start, end) character spans of the answer's excerpts in the source document's text",
     "grounding_ratio": "share of the answer's non-space characters copied from the document (kept ≥ 0.80)",
     "model": "instantiator that wrote the pair, with its artifact data version",
     "prompt_version": "version of the instantiator prompt",
@@ -83,9 +84,10 @@ token-for-token budget. Each row is one standalone training example.
 | | |
 |---|---:|
 | pairs (rows) | {rows} |
-| source documents (their tokens are the budget) | {stats["documents"]} |
-| documents with at least one pair | {stats.get("documents_with_pairs", "n/a")} |
-| document tokens (the budget) | {doc_tokens} |
+| documents = passages (their tokens are the budget) | {stats["documents"]} |
+| source documents they are passages of | {stats.get("source_documents", "n/a")} |
+| passages with at least one pair | {stats.get("documents_with_pairs", "n/a")} |
+| passage tokens (the budget) | {doc_tokens} |
 | corpus tokens (pairs, formatting and EOS included) | {corpus_tokens} |
 | budget used | {used:.1%} |
 | unused budget at the end (rollover left) | {stats["unused_budget_tokens"]} |
@@ -117,7 +119,11 @@ validation (correct vs corrupted pairs) is the warehouse table `judge_validation
 The warehouse is DuckDB (`warehouse.duckdb`, one view per asset). With this folder's Parquet file:
 
 ```sql
-SELECT c.pair_id, c.judge_score, d.title, t.template, q.query, j.raw_output
+SELECT c.pair_id, c.judge_score, d.title, d.passage, t.template, q.query, j.raw_output,
+       -- the first copied span: excerpt_spans are source-text offsets, the passage starts at d.offset
+       substr(d.text, json_extract(c.excerpt_spans, '$[0][0]')::INT - d.offset + 1,
+              json_extract(c.excerpt_spans, '$[0][1]')::INT - json_extract(c.excerpt_spans, '$[0][0]')::INT)
+         AS first_excerpt
 FROM read_parquet('data/train.parquet') c
 JOIN documents d USING (doc_id)
 JOIN query_templates t USING (template_id)
@@ -125,7 +131,11 @@ JOIN user_queries q ON q.query_id = c.query_id
 JOIN judged_pairs j USING (pair_id);
 ```
 
-`excerpt_spans` index into `documents.text` of `doc_id`: `text[start:end]` is each copied span.
+`documents` holds one row per passage: `doc_id` is the passage, `source_doc_id` its source document
+(one row of the shard file), and the passage is `source[offset:offset + len(text)]`. `excerpt_spans` index
+into the source document's text: `source[start:end]` is each copied span, i.e.
+`text[start - offset:end - offset]` of the passage row (`passage_spans` in `instantiated_pairs` holds
+those passage-local spans).
 
 Input data versions of this export:
 

@@ -18,14 +18,14 @@ from fi_resources.stages import Log, Sample, StageResult, no_log
 TokenCount = Callable[[str], int]
 
 CORPUS_COLUMNS = [
-    "pair_id", "position", "text", "instruction", "answer", "tokens", "doc_id", "doc_tokens", "shard",
-    "template_id", "query_id", "excerpt_spans", "grounding_ratio", "model", "prompt_version", "judge",
+    "pair_id", "position", "text", "instruction", "answer", "tokens", "doc_id", "source_doc_id", "doc_tokens",
+    "shard", "template_id", "query_id", "excerpt_spans", "grounding_ratio", "model", "prompt_version", "judge",
     "judge_score", "judge_value",
 ]  # fmt: skip
 
 
 def document_token_counts(documents: pd.DataFrame, count_tokens: TokenCount) -> dict[str, int]:
-    """A document costs its text plus one EOS: the same count the raw-document baseline trains on."""
+    """A document (a passage) costs its text plus one EOS: the same count the raw-document baseline trains on."""
     return {d: count_tokens(t) + 1 for d, t in zip(documents["doc_id"], documents["text"], strict=True)}
 
 
@@ -95,6 +95,7 @@ def export_training_corpus(
     facts: dict[str, object] = {
         "rows": len(corpus),
         "documents": len(documents),
+        "source_documents": int(documents["source_doc_id"].nunique()),
         "documents_with_pairs": int(corpus["doc_id"].nunique()),
         "document_tokens": sum(document_token_counts(documents, count_tokens).values()),
         "corpus_tokens": int(corpus["tokens"].sum()),

@@ -1,4 +1,5 @@
-"""Documents: one shard file → documents; the teacher describes each document in one sentence."""
+"""Documents: one shard file → passages (the documents of every later stage); the teacher describes each
+one in one sentence."""
 
 from __future__ import annotations
 
@@ -9,24 +10,44 @@ import pandas as pd
 from fi_resources.logic.prompts import FALLBACK_DESCRIPTION_PREFIX
 from fi_resources.parts import DocumentDescriber, Progress
 from fi_resources.settings import DocumentSettings
-from fi_resources.sources import read_document_shard
+from fi_resources.sources import ShardTally, read_document_shard
 from fi_resources.stages import Counts, Sample, StageResult, teacher_stats
 
 
 def shard_documents(path: Path, shard: str, settings: DocumentSettings) -> StageResult[pd.DataFrame]:
-    """A shard file's documents (lead paragraphs up to `max_document_chars`, cut at a sentence end). Raises
-    `InputFileError` naming the file (and line) when it cannot be read."""
-    df, dropped = read_document_shard(path, settings.max_document_chars)
+    """A shard file's documents as passages of at most `passage_chars` (one row each; `doc_id` is the
+    passage's key downstream, `source_doc_id` and `offset` place it in its source text), a seeded sample of
+    `passages_per_document` per document. Raises `InputFileError` naming the file (and line) when it cannot
+    be read."""
+    df, tally = read_document_shard(path, settings)
     df.insert(1, "shard", shard)
-    return StageResult(
-        df,
-        {
-            "rows": len(df),
-            "dropped": Counts(dropped, total=len(df) + sum(dropped.values())),
-            "mean_chars": round(float(df["text"].str.len().mean()), 1) if len(df) else 0.0,
-            "sample": Sample(df, ["doc_id", "title", "text"]),
-        },
-    )
+    return StageResult(df, passage_stats(df, tally))
+
+
+def passage_stats(df: pd.DataFrame, tally: ShardTally) -> dict[str, object]:
+    """How much of the shard's text reaches the pipeline, and why the rest does not."""
+    kept_documents = tally.source_documents - sum(tally.dropped.values())
+    return {
+        "rows": len(df),
+        "source_documents": tally.source_documents,
+        "documents_with_passages": int(df["source_doc_id"].nunique()) if len(df) else 0,
+        "passages_split": tally.passages_split,
+        "passages_kept": len(df),
+        # Shares of the source characters: in any passage, and in the passages kept as rows.
+        "text_share_split": _share(tally.split_chars, tally.source_chars),
+        "text_share_used": _share(tally.kept_chars, tally.source_chars),
+        "source_chars": tally.source_chars,
+        "cut_documents": tally.cut_documents,
+        "dropped": Counts(tally.dropped, total=tally.source_documents),
+        "passages_dropped": Counts(tally.passages_dropped, total=tally.passages_split),
+        "passages_per_document": round(len(df) / kept_documents, 2) if kept_documents else 0.0,
+        "mean_chars": round(float(df["text"].str.len().mean()), 1) if len(df) else 0.0,
+        "sample": Sample(df, ["doc_id", "passage", "offset", "title", "text"]),
+    }
+
+
+def _share(part: int, whole: int) -> float:
+    return round(part / whole, 4) if whole else 0.0
 
 
 def describe_documents(

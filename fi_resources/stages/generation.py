@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pandas as pd
 
@@ -31,10 +31,12 @@ TokenCount = Callable[[str], int]
 
 SILVER_COLUMNS = ["doc_id", "template_id", "prompt", "target", "reason", "deliberately_incompatible"]
 
+# `doc_id` is the passage the pair was made from; `excerpt_spans` are in its source document's coordinates
+# (`source_doc_id`), `passage_spans` the same spans inside the passage text.
 PAIR_COLUMNS = [
-    "pair_id", "doc_id", "shard", "template_id", "query_id", "template", "instruction", "answer_markup",
-    "answer", "excerpt_spans", "grounding_ratio", "status", "raw_output", "decoded_tokens", "model",
-    "prompt_version",
+    "pair_id", "doc_id", "source_doc_id", "shard", "template_id", "query_id", "template", "instruction",
+    "answer_markup", "answer", "excerpt_spans", "passage_spans", "grounding_ratio", "status", "raw_output",
+    "decoded_tokens", "model", "prompt_version",
 ]  # fmt: skip
 
 JUDGE_COLUMNS = ["judge_score", "judge_value", "judge_reason", "judge_feedback", "judge_error"]
@@ -127,10 +129,12 @@ def instantiate_pairs(
     rows = []
     for m, text in zip(matches.itertuples(), raw, strict=True):
         pair = read_pair(text, docs.at[m.doc_id, "text"], settings.min_grounding)
+        offset = int(docs.at[m.doc_id, "offset"])
         rows.append(
             {
                 "pair_id": m.match_id,
                 "doc_id": m.doc_id,
+                "source_doc_id": docs.at[m.doc_id, "source_doc_id"],
                 "shard": m.shard,
                 "template_id": m.template_id,
                 "query_id": m.query_id,
@@ -138,7 +142,8 @@ def instantiate_pairs(
                 "instruction": pair.instruction,
                 "answer_markup": pair.answer_markup,
                 "answer": pair.answer,
-                "excerpt_spans": json.dumps([list(s) for s in pair.doc_spans]),
+                "excerpt_spans": json.dumps(source_spans(pair.doc_spans, offset)),
+                "passage_spans": json.dumps([list(s) for s in pair.doc_spans]),
                 "grounding_ratio": pair.grounding_ratio,
                 "status": pair.status,
                 "raw_output": text,
@@ -188,6 +193,11 @@ def diverse_keep(df: pd.DataFrame, passed: pd.Series, max_template_share: float)
         per_template[row["template_id"]] += 1
         keep[i] = True
     return keep
+
+
+def source_spans(passage_spans: Sequence[tuple[int, int]], offset: int) -> list[list[int]]:
+    """Spans inside a passage moved to its source document: a passage is `source[offset:offset + len]`."""
+    return [[start + offset, end + offset] for start, end in passage_spans]
 
 
 def judge_pairs(

@@ -310,6 +310,9 @@ def test_rerun_of_descriptions_and_instantiations_makes_no_model_call(fi_home, t
         {
             "doc_id": ["d1", "d2"],
             "shard": "s",
+            "source_doc_id": ["d1", "d2"],  # one-passage documents: the passage is the whole source
+            "passage": [0, 0],
+            "offset": [0, 0],
             "title": ["Paris", "Moon"],
             "text": ["Paris is the capital of France. It lies on the Seine.", "The Moon orbits the Earth."],
         }

@@ -74,7 +74,7 @@ def test_a_setting_changes_the_code_version_of_exactly_its_readers():
     assert all("+" in v for v in base.values())  # own version + settings hash
     for setting, value, section in (
         ("keep_score", 5, "judge_settings"),
-        ("max_document_chars", 999, "document_settings"),
+        ("passage_chars", 999, "document_settings"),
         ("pretrain_epochs", 3, "pretrain_settings"),
     ):
         changed = _code_versions(**{setting: value})

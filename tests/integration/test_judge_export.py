@@ -21,6 +21,9 @@ DOCS = pd.DataFrame(
     {
         "doc_id": ["d1", "d2"],
         "shard": ["s0", "s0"],
+        "source_doc_id": ["d1", "d2"],
+        "passage": [0, 0],
+        "offset": [0, 0],
         "title": ["Albedo", "Algeria"],
         "text": [
             "Albedo is the measure of the diffuse reflection of solar radiation. It is measured on a scale "
@@ -77,7 +80,7 @@ def _corpus() -> pd.DataFrame:
         rows.append(
             {"pair_id": f"p{k}", "position": k, "text": f"Instruction: {instr}\n\nAnswer: {ans}",
              "instruction": instr, "answer": ans, "tokens": 20 + k, "doc_id": "d1" if k < 2 else "d2",
-             "doc_tokens": 60, "shard": "s0", "template_id": f"t{k}", "query_id": f"q{k}",
+             "source_doc_id": "d1" if k < 2 else "d2", "doc_tokens": 60, "shard": "s0", "template_id": f"t{k}", "query_id": f"q{k}",
              "excerpt_spans": json.dumps([[0, 10 + k]]), "grounding_ratio": 0.9, "model": "instantiator@abc",
              "prompt_version": "v1", "judge": "likelihood-judge/v2", "judge_score": 4 + (k == 0),
              "judge_value": 3.6 + k / 10}

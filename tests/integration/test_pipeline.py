@@ -10,6 +10,7 @@ import pytest
 from fi_assets.automation import new_shard_sensor
 from fi_assets.definitions import all_assets, build_resources
 from fi_assets.demo import SUMMARY_SQL, run_pipeline
+from fi_resources.sources import source_documents
 from tests.integration.test_definitions import ISSUE_ASSETS
 
 # Small sizes so the real embedded models finish in a few minutes on 2 cores.
@@ -20,7 +21,7 @@ SMALL = dict(
     student_lr=3e-4,  # few examples: fewer, larger steps
     builtin_shards=2,
     docs_per_shard=3,
-    max_document_chars=700,
+    passage_chars=700,
     silver_instantiations=16,
     instantiator_epochs=3,
     embedder_top_k=3,
@@ -62,13 +63,19 @@ def test_pairs_carry_lineage_back_to_document_and_template(embedded_run):
     wh = resources["warehouse"].get()
     joined = wh.query(
         """
-        SELECT p.pair_id, p.answer, p.excerpt_spans, p.grounding_ratio, d.text AS doc_text, t.template, t.query
+        SELECT p.pair_id, p.answer, p.excerpt_spans, p.passage_spans, p.grounding_ratio, p.source_doc_id,
+               d.source_doc_id AS doc_source_id, d.text AS passage_text, d.offset, t.template, t.query
         FROM instantiated_pairs p
         JOIN documents d USING (doc_id)
         JOIN query_templates t USING (template_id)
         WHERE p.status = 'ok'
         """
     )
+    # The source texts, read again from the shard files: spans must land there, not just in the passage.
+    sources = shard_source_texts(resources)
+    documents = wh.read_table("documents")
+    for d in documents.itertuples():
+        assert sources[d.source_doc_id][d.offset : d.offset + len(d.text)] == d.text
     statuses = wh.query("SELECT status, count(*) n FROM instantiated_pairs GROUP BY 1")
     assert set(statuses["status"]) <= {
         "ok", "low_grounding", "refused_null", "unknown_excerpt", "ambiguous_excerpt", "unbalanced_excerpt_tags",
@@ -76,16 +83,37 @@ def test_pairs_carry_lineage_back_to_document_and_template(embedded_run):
         "empty_excerpt", "empty_answer", "missing_instruction", "missing_answer", "empty_output",
     }  # fmt: skip
     for row in joined.itertuples():
-        spans = json.loads(row.excerpt_spans)
-        assert row.grounding_ratio >= 0.8
-        for start, end in spans:
-            assert row.doc_text[start:end] in row.answer  # the excerpt really is document text
+        assert row.grounding_ratio >= 0.8 and row.source_doc_id == row.doc_source_id
+        source = sources[row.source_doc_id]
+        spans, local = json.loads(row.excerpt_spans), json.loads(row.passage_spans)
+        assert len(spans) == len(local) >= 1
+        for (start, end), (local_start, local_end) in zip(spans, local, strict=True):
+            assert source[start:end] in row.answer  # the excerpt really is source-document text
+            assert source[start:end] == row.passage_text[local_start:local_end]
+            assert start - row.offset == local_start
     judged = wh.query("SELECT * FROM judged_pairs")
     assert judged["judge_score"].between(1, 5).all()
     assert (judged["kept"] == (judged["judge_score"] >= 4)).all()
     corpus = wh.query("SELECT * FROM training_corpus")
     assert corpus["text"].str.startswith("Instruction: ").all()
+    assert set(corpus["source_doc_id"]) <= set(documents["source_doc_id"])
     assert set(corpus["pair_id"]) <= set(judged[judged["kept"]]["pair_id"])
+
+
+def shard_source_texts(resources) -> dict[str, str]:
+    """source_doc_id → the full text of that row of its shard file in the inbox."""
+    inbox = resources["inbox"].folder("documents", resources["warehouse"].home)
+    return {d.source_doc_id: d.text for path in sorted(inbox.glob("*.jsonl")) for d in source_documents(path)}
+
+
+def test_documents_are_passages_of_their_sources(embedded_run):
+    resources, _, _ = embedded_run
+    documents = resources["warehouse"].get().read_table("documents")
+    assert documents["doc_id"].is_unique
+    per_source = documents.groupby("source_doc_id")["passage"]
+    assert per_source.size().max() == 2 and per_source.min().eq(0).all()  # the lead plus one sampled
+    assert documents["text"].str.len().max() <= SMALL["passage_chars"]
+    assert (documents["offset"] > 0).any()  # passages past the lead reach the pipeline
 
 
 def test_checkpoints_and_eval(embedded_run):
@@ -209,7 +237,8 @@ def test_malformed_shard_fails_clearly_and_keeps_other_partitions(tmp_path, mode
     failure = next(e for e in bad.all_events if e.is_step_failure)
     assert "bad.jsonl: line 2 is not valid JSON" in str(failure.step_failure_data.error.message)
     wh = resources["warehouse"].get()
-    assert len(wh.read_table("documents", ["good"])) == 1
+    good = wh.read_table("documents", ["good"])
+    assert good["source_doc_id"].nunique() == 1 and good["title"].eq("G").all()
     assert not wh.has_partition("documents", "bad")
 
 

@@ -27,3 +27,35 @@ def test_card_refuses_missing_stats_and_undocumented_columns():
     with pytest.raises(ValueError, match="without documentation"):
         dataset_card(STATS, ["pair_id", "mystery"], [])
     assert "doc_id" in COLUMN_DOCS
+
+
+def test_lineage_sql_lands_on_the_source_text(tmp_path):
+    import json
+    import re
+
+    import duckdb
+    import pandas as pd
+
+    source = "Lead paragraph of the article.\n\nThe second passage says the harbour opened in 1850."
+    offset = source.index("The second")
+    start = source.index("the harbour")
+    spans = [[start, start + len("the harbour opened in 1850")]]
+    (tmp_path / "data").mkdir()
+    corpus = pd.DataFrame(
+        {"pair_id": ["p1"], "judge_score": [5], "doc_id": ["s1-001"], "template_id": ["t1"],
+         "query_id": ["q1"], "excerpt_spans": [json.dumps(spans)]}
+    )  # fmt: skip
+    corpus.to_parquet(tmp_path / "data/train.parquet")
+    con = duckdb.connect()
+    documents = pd.DataFrame(
+        {"doc_id": ["s1-001"], "source_doc_id": ["s1"], "passage": [1], "offset": [offset],
+         "title": ["Harbour"], "text": [source[offset:]]}
+    )  # fmt: skip
+    con.register("documents", documents)
+    con.register("query_templates", pd.DataFrame({"template_id": ["t1"], "template": ["When did X open?"]}))
+    con.register("user_queries", pd.DataFrame({"query_id": ["q1"], "query": ["When did it open?"]}))
+    con.register("judged_pairs", pd.DataFrame({"pair_id": ["p1"], "raw_output": ["..."]}))
+    card = dataset_card(STATS, ["pair_id", "doc_id", "excerpt_spans"], [])
+    sql = re.search(r"```sql\n(.*?)```", card, re.S).group(1)
+    row = con.execute(sql.replace("data/train.parquet", str(tmp_path / "data/train.parquet"))).df().iloc[0]
+    assert row["first_excerpt"] == source[spans[0][0] : spans[0][1]] == "the harbour opened in 1850"

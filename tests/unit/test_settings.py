@@ -21,7 +21,7 @@ def test_every_setting_belongs_to_exactly_one_section():
                 owners.setdefault(name, []).append(key)
     assert {n: o for n, o in owners.items() if len(o) > 1} == {}
     assert section_of("keep_score") == "judge_settings"
-    assert section_of("max_document_chars") == "document_settings"
+    assert section_of("passage_chars") == "document_settings"
 
 
 def test_flat_overrides_find_their_section_and_seed_goes_everywhere():
@@ -35,10 +35,10 @@ def test_flat_overrides_find_their_section_and_seed_goes_everywhere():
 
 def test_settings_file_flat_or_grouped(tmp_path, monkeypatch):
     path = tmp_path / "s.yaml"
-    path.write_text("max_document_chars: 2000\njudge_settings:\n  keep_score: 5\n")
-    assert settings_file_overrides(path) == {"max_document_chars": 2000, "keep_score": 5}
+    path.write_text("passage_chars: 2000\njudge_settings:\n  keep_score: 5\n")
+    assert settings_file_overrides(path) == {"passage_chars": 2000, "keep_score": 5}
     monkeypatch.setenv("FI_SETTINGS", str(path))
-    assert settings_file_overrides() == {"max_document_chars": 2000, "keep_score": 5}
+    assert settings_file_overrides() == {"passage_chars": 2000, "keep_score": 5}
     monkeypatch.delenv("FI_SETTINGS")
     assert settings_file_overrides() == {}
     path.write_text("judging:\n  keep_score: 5\n")
