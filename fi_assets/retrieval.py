@@ -28,7 +28,7 @@ from fi_resources.warehouse import Artifact
 GROUP = "retrieval"
 
 
-@dg.asset(group_name=GROUP, code_version="2", pool=LM_POOL, kinds={"duckdb"})
+@dg.asset(group_name=GROUP, code_version="3", pool=LM_POOL, kinds={"duckdb"})
 def embedder_pairs(
     context: dg.AssetExecutionContext,
     documents: pd.DataFrame,

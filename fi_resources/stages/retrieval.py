@@ -80,7 +80,7 @@ def label_pairs(
 ) -> StageResult[pd.DataFrame]:
     """Top-k bank templates per described document (untuned encoder, description ↔ description), labelled
     compatible or not by the teacher with the answer's character span, and a seeded train/heldout split by
-    document."""
+    source document (all passages of an article on one side)."""
     docs = documents.merge(descriptions[["doc_id", "description"]], on="doc_id")
     if bank.empty or docs.empty:
         return StageResult(
@@ -90,7 +90,10 @@ def label_pairs(
         encoder.encode(docs["description"].tolist())
         @ encoder.encode(bank["compatible_document_description"].tolist()).T
     )
-    heldout = split_documents(docs["doc_id"].tolist(), settings.heldout_fraction, settings.seed)
+    # Split by source document: passages of one article on both sides would leak its wording into the test.
+    source = docs["source_doc_id"] if "source_doc_id" in docs else docs["doc_id"]
+    held_sources = split_documents(source.tolist(), settings.heldout_fraction, settings.seed)
+    heldout = set(docs.loc[source.isin(held_sources), "doc_id"])
     total, start, rows = len(docs) * min(settings.embedder_top_k, len(bank)), time.perf_counter(), []
     for i, doc in enumerate(docs.itertuples()):
         for rank, j in enumerate(np.argsort(-sims[i])[: settings.embedder_top_k]):
