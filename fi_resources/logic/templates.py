@@ -144,3 +144,34 @@ def fill_template(template: Template | str, values: Sequence[str]) -> str:
         raise ValueError(f"template has {parsed.n_slots} slots, got {n} values")
     it = iter(values)
     return _SLOT_RE.sub(lambda _m: next(it), parsed.text)
+
+
+# How a question or request a user types starts ("In which city ...", "Tell me ...", "Can you ...").
+QUESTION_OPENINGS = {
+    "what", "what's", "what’s", "which", "who", "who's", "whom", "whose", "where", "when", "why", "how",
+    "is", "are", "was", "were", "do", "does", "did", "can", "could", "will", "would", "should", "has", "have",
+    "tell", "name", "list", "explain", "describe", "give", "write", "show", "compare", "define", "summarize",
+    "in", "on", "at", "from", "for", "of", "by", "during", "according", "i", "please",
+}  # fmt: skip
+_TYPE_PHRASE = re.compile(r"(?:an?|the)\s+[a-z][a-z-]*(?:\s+[a-z][a-z-]*){0,3}")
+
+
+def question_form_reason(template: Template | str) -> str | None:
+    """Why a valid template is still not a question a user could ask once filled, or None.
+
+    - ``not_a_question``: it opens with something other than a question word, an auxiliary or a request
+      verb ("Port-au-Prince is the capital of <fi>a country</fi>?", "Good morning, <fi>a person</fi>?");
+    - ``adjacent_slots``: two slots with nothing but spaces or punctuation between them;
+    - ``untyped_slot``: a slot description that is not a lowercase type phrase ("a Winnie-the-Pooh",
+      "ancient"): such a slot copied a name or a modifier, and no filler can be checked against it.
+    """
+    parsed = _as_template(template)
+    head = _SLOT_RE.split(parsed.text)[0].strip().split()
+    if not head or head[0].strip('¿¡"“').casefold() not in QUESTION_OPENINGS:
+        return "not_a_question"
+    literals = _SLOT_RE.split(parsed.text)[0::2]
+    if any(not re.search(r"\w", lit) for lit in literals[1:-1]):
+        return "adjacent_slots"
+    if any(not _TYPE_PHRASE.fullmatch(slot) for slot in parsed.slots):
+        return "untyped_slot"
+    return None

@@ -9,7 +9,7 @@ import pandas as pd
 
 from fi_resources.logic.parsing import OutputError, format_genericizer_target, parse_genericizer_output
 from fi_resources.logic.prompts import PROMPT_VERSION, genericizer_prompt
-from fi_resources.logic.templates import validate_template
+from fi_resources.logic.templates import question_form_reason, validate_template
 from fi_resources.parts import Genericizer, Progress, TextGenerator
 from fi_resources.settings import TemplateBankSettings
 from fi_resources.sources import stable_id
@@ -108,6 +108,9 @@ def template_bank(
         try:
             template_text, description = parse_genericizer_output(text)
             tpl, reason = validate_template(template_text, query)
+            # A well-formed template can still be no question a user would ask (a statement, a greeting).
+            if tpl is not None and (unaskable := question_form_reason(tpl)):
+                tpl, reason = None, unaskable
             if tpl is not None:
                 template, n_slots, reason = tpl.text, tpl.n_slots, "ok"
         except OutputError as exc:
