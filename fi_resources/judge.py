@@ -21,7 +21,15 @@ from fi_resources.logic.flow_judge import (
     parse_flow_judge_output,
 )
 from fi_resources.logic.prompts import judge_contexts
-from fi_resources.logic.rubric import judge_pair
+from fi_resources.logic.rubric import TemplateSignals, judge_pair
+from fi_resources.logic.templates import (
+    TemplateError,
+    asked_coverage,
+    asked_words,
+    parse_template,
+    question_form_reason,
+    recover_fillers,
+)
 from fi_resources.parts import Progress
 
 log = logging.getLogger(__name__)
@@ -53,8 +61,13 @@ class FlowJudge:
         self.max_new_tokens = max_new_tokens
 
     def score(
-        self, instructions: Sequence[str], answers: Sequence[str], progress: Progress | None = None
+        self,
+        instructions: Sequence[str],
+        answers: Sequence[str],
+        progress: Progress | None = None,
+        templates: Sequence[str] | None = None,
     ) -> list[dict]:
+        """`templates` is accepted for the common interface; the Flow-Judge rubric reads only the pair."""
         if len(instructions) != len(answers):
             raise ValueError("instructions and answers differ in length")
         if not instructions:
@@ -136,7 +149,7 @@ class LikelihoodJudge:
     """The embedded judge: instruction gain (PMI) and fluency under the LM, relevance under the encoder, text
     flags; combined and mapped to 1–5 by logic/rubric.py. Each distinct (context, answer) is scored once."""
 
-    name = "likelihood-judge/v2"
+    name = "likelihood-judge/v3"
     max_answer_words = 64  # longer answers are scored on their start: the signals settle, the cost does not
 
     def __init__(self, lm, encoder, batch_size: int = 16):
@@ -189,18 +202,50 @@ class LikelihoodJudge:
             )
         return rows
 
+    @staticmethod
+    def template_signals(template: str, instruction: str, answer: str) -> TemplateSignals:
+        """What the template says about a pair: could a user ask it, and does the answer mention what is
+        asked (beyond the slot values)?"""
+        try:
+            tpl = parse_template(template)
+        except TemplateError:
+            return TemplateSignals(unaskable="bad_template")
+        fillers = recover_fillers(tpl.text, instruction)
+        if fillers is None or len(fillers) != tpl.n_slots:
+            return TemplateSignals(unaskable="not_filled_from_template")
+        return TemplateSignals(
+            unaskable=question_form_reason(tpl), asked_coverage=asked_coverage(asked_words(tpl.text), answer)
+        )
+
     def score(
-        self, instructions: Sequence[str], answers: Sequence[str], progress: Progress | None = None
+        self,
+        instructions: Sequence[str],
+        answers: Sequence[str],
+        progress: Progress | None = None,
+        templates: Sequence[str] | None = None,
     ) -> list[dict]:
+        """One row per pair (see module docstring). With `templates` (one per pair), the rubric's template
+        anchors apply too (`logic.rubric.template_caps`)."""
         if not instructions:
             return []
+        if templates is not None and len(templates) != len(instructions):
+            raise ValueError("templates and instructions differ in length")
+        checks = (
+            [self.template_signals(t, i, a) for t, i, a in zip(templates, instructions, answers, strict=True)]
+            if templates is not None
+            else [None] * len(instructions)
+        )
         rows = []
-        for s, answer in zip(self.signals(instructions, answers, progress), answers, strict=True):
+        for s, answer, check in zip(
+            self.signals(instructions, answers, progress), answers, checks, strict=True
+        ):
+            if check is not None:
+                s |= {"asked_coverage": check.asked_coverage, "unaskable": check.unaskable}
             if not s["answer_tokens"]:
                 rows.append({**s, "judge_score": None, "judge_value": None, "judge_reason": "empty answer",
                              "judge_feedback": None, "judge_error": "empty_answer: nothing to judge"})  # fmt: skip
                 continue
-            j = judge_pair(s["total_gain"], s["relevance"], s["fluency"], answer)
+            j = judge_pair(s["total_gain"], s["relevance"], s["fluency"], answer, check)
             rows.append(
                 {**s, "judge_score": j.score, "judge_value": j.value, "judge_reason": j.reason,
                  "judge_feedback": None, "judge_error": None}

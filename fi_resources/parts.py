@@ -106,5 +106,9 @@ class Judge(Protocol):
     name: str
 
     def score(
-        self, instructions: Sequence[str], answers: Sequence[str], progress: Progress | None = None
+        self,
+        instructions: Sequence[str],
+        answers: Sequence[str],
+        progress: Progress | None = None,
+        templates: Sequence[str] | None = None,  # where known: lets a judge check the fill against it
     ) -> list[dict]: ...

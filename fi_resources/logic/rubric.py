@@ -10,7 +10,10 @@ pair from measured signals instead:
 A linear combination (weights fitted pairwise on the development half of the judge check set, see
 bench/tune_judge.py) gives a continuous value in (1, 5); the Likert score is that value rounded. The
 paper's anchors are hard caps: off-topic → 1; vague, fragmentary or repetitive → at most 3 (the rubric
-reserves 4 and 5 for answers with no vague or repetitive content).
+reserves 4 and 5 for answers with no vague or repetitive content). When the judge knows the template, two
+more anchors apply (`template_caps`): an instruction no user could ask → at most 2, an answer that never
+mentions what is asked → at most 3. Audit labels, not these signals, say how honest the result is
+(audit/RUBRIC.md, the judge_audit asset).
 """
 
 from __future__ import annotations
@@ -63,7 +66,35 @@ def linear_quality(total_gain: float, relevance: float, fluency: float) -> float
     )
 
 
-def judge_pair(total_gain: float, relevance: float, fluency: float, answer: str) -> Judgement:
+@dataclass(frozen=True)
+class TemplateSignals:
+    """What the judge can check when it knows the template the instruction was filled from."""
+
+    unaskable: str | None = None  # `question_form_reason` of the template, or "not_filled_from_template"
+    asked_coverage: float | None = None  # share of the asked words (templates.asked_words) the answer has
+
+
+MIN_ASKED_COVERAGE = 0.5
+
+
+def template_caps(signals: TemplateSignals) -> tuple[float, str] | None:
+    """The rubric's anchors for what the template reveals: a question no user could ask ("What is the
+    astronomer's official?") is not a usable instruction (≤ 2); an answer that never mentions what is asked
+    ("How many sides does <a tennis player> have?" → his titles) answers only the topic (≤ 3)."""
+    if signals.unaskable:
+        return 2.499, f"unaskable instruction ({signals.unaskable})"
+    if signals.asked_coverage is not None and signals.asked_coverage < MIN_ASKED_COVERAGE:
+        return 3.499, f"answer does not address what is asked (coverage {signals.asked_coverage:.2f})"
+    return None
+
+
+def judge_pair(
+    total_gain: float,
+    relevance: float,
+    fluency: float,
+    answer: str,
+    template: TemplateSignals | None = None,
+) -> Judgement:
     """Continuous value and 1–5 score of one pair from its measured signals (see module docstring)."""
     gain = total_gain
     for name, v in (("total_gain", gain), ("relevance", relevance), ("fluency", fluency)):
@@ -86,6 +117,9 @@ def judge_pair(total_gain: float, relevance: float, fluency: float, answer: str)
         value, reason = min(value, 1.499), f"off-topic: relevance {relevance:.2f} < {OFF_TOPIC_RELEVANCE}"
     elif flags:
         value, reason = min(value, 3.499), "; ".join(flags) + f"; {reason}"
+    cap = template_caps(template) if template else None
+    if cap and value > cap[0]:
+        value, reason = cap[0], f"{cap[1]}; {reason}"
     return Judgement(value, score_from_value(value), reason)
 
 

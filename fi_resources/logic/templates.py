@@ -175,3 +175,52 @@ def question_form_reason(template: Template | str) -> str | None:
     if any(not _TYPE_PHRASE.fullmatch(slot) for slot in parsed.slots):
         return "untyped_slot"
     return None
+
+
+def recover_fillers(template: str, instruction: str) -> list[str] | None:
+    """The values an instruction put into a template's slots, read back by matching the template's literal
+    text around them (case-insensitive, whitespace-tolerant); None when the instruction does not follow the
+    template. Lets a judge check a pair it is given without the instantiator's intermediate state."""
+    parts = _SLOT_RE.split(template.strip())
+    literals = parts[0::2]
+    if len(literals) < 2:
+        return [] if " ".join(template.split()).lower() == " ".join(instruction.split()).lower() else None
+
+    def literal(text: str) -> str:
+        return r"\s*".join(re.escape(w) for w in text.split()) if text.strip() else ""
+
+    pattern = r"\s*(.+?)\s*".join(literal(lit) for lit in literals)
+    m = re.fullmatch(r"\s*" + pattern + r"\s*", instruction, re.IGNORECASE | re.DOTALL)
+    return [g.strip() for g in m.groups()] if m else None
+
+
+# Words that say nothing about *what* a question asks (question words, auxiliaries, pronouns, fillers).
+_FUNCTION_WORDS = {
+    "what", "what's", "what’s", "which", "who", "whom", "whose", "where", "when", "why", "how", "is", "are",
+    "was", "were", "be", "been", "do", "does", "did", "can", "could", "will", "would", "should", "has", "have",
+    "had", "the", "a", "an", "of", "in", "on", "at", "to", "for", "from", "by", "with", "and", "or", "that",
+    "this", "it", "its", "you", "your", "me", "my", "i", "tell", "about", "please", "there", "as", "into",
+    "name", "most", "first", "known", "called", "type", "kind", "much", "many", "any", "some", "one",
+    "year", "date", "time", "get", "make",
+}  # fmt: skip
+_WORD = re.compile(r"[A-Za-z][A-Za-z'’-]+")
+
+
+def _stem(word: str) -> str:
+    return word.casefold().strip("'’")[:5]
+
+
+def asked_words(template: str) -> set[str]:
+    """Stems of what a template asks besides its slots ("What currency is used in <fi>a country</fi>?" →
+    {"curre", "used"}); empty for a pure "What is <fi>x</fi>?" question, which any definition answers."""
+    literal = _SLOT_RE.sub(" ", template)
+    return {_stem(w) for w in _WORD.findall(literal) if len(w) > 2 and w.casefold() not in _FUNCTION_WORDS}
+
+
+def asked_coverage(words: set[str], text: str) -> float:
+    """Share of `words` (stems) that occur in `text`: does an answer speak to what is asked, not only to its
+    topic? 1.0 when nothing is asked beyond the slots."""
+    if not words:
+        return 1.0
+    seen = {_stem(w) for w in _WORD.findall(text)}
+    return len(words & seen) / len(words)

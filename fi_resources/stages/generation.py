@@ -207,7 +207,9 @@ def judge_pairs(
     output cannot be parsed gets no score (and is not kept); the reason is recorded."""
     valid = pairs[pairs["status"] == "ok"].reset_index(drop=True)
     start = time.perf_counter()
-    scored = judge.score(valid["instruction"].tolist(), valid["answer"].tolist(), progress=progress)
+    scored = judge.score(
+        valid["instruction"].tolist(), valid["answer"].tolist(), progress, valid["template"].tolist()
+    )
     seconds = time.perf_counter() - start
     scores = pd.DataFrame(
         scored, columns=list(dict.fromkeys([*(scored[0] if scored else {}), *JUDGE_COLUMNS]))

@@ -185,7 +185,9 @@ def audit_judge(
     """Today's judge re-scores every hand-labelled audit pair (`logic.audit`); precision (sensible among
     kept), recall and the confusion table per corpus and split. The headline is the held-out split: no
     signal or threshold is tuned on it."""
-    scored = judge.score(labels["instruction"].tolist(), labels["answer"].tolist(), progress=progress)
+    scored = judge.score(
+        labels["instruction"].tolist(), labels["answer"].tolist(), progress, labels["template"].tolist()
+    )
     df = labels.rename(columns={"kept": "kept_by_run"}).copy()
     df["judge_score"] = pd.array([s["judge_score"] for s in scored], dtype="Int64")
     df["judge_reason"] = [s["judge_reason"] for s in scored]
