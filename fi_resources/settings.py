@@ -116,6 +116,10 @@ class MatchingSettings(StageSettings):
     # Used when calibration has too few held-out labels (the README gives the measured value's origin).
     fallback_match_threshold: float = 0.18
     matches_per_document: int = 6
+    # A candidate is kept only if the passage contains at least this share of what its template asks besides
+    # the slots (logic/templates.asked_words): a passage that never mentions "currency" cannot answer "What
+    # currency is used in <fi>a country</fi>?". 0 = off.
+    min_asked_coverage: float = 0.5
 
 
 class InstantiationSettings(StageSettings):

@@ -26,6 +26,7 @@ from fi_resources.logic.sampling import (
     match_per_embedding,
     top_per_embedding,
 )
+from fi_resources.logic.templates import asked_coverage, asked_words
 from fi_resources.parts import CompatibilityLabeler, Progress
 from fi_resources.settings import MatchingSettings, RetrievalSettings
 from fi_resources.stages import Distribution, Log, Sample, StageResult, no_log, value_counts
@@ -323,11 +324,20 @@ def match_documents(
     n_doc, n_emb, dim = multi.shape
     hits = index.search(multi.reshape(n_doc * n_emb, dim), k=SEARCH_K)
     n_slots = {t: int(n) for t, n in bank["n_slots"].items()}
+    asked = {t: asked_words(text) for t, text in bank["template"].items()}
     rows, best = [], []
-    for doc_i, doc_id in enumerate(documents["doc_id"]):
+    unanswerable = 0
+    for doc_i, (doc_id, text) in enumerate(zip(documents["doc_id"], documents["text"], strict=True)):
         doc_hits = hits[doc_i * n_emb : (doc_i + 1) * n_emb]
         if doc_hits and doc_hits[0]:
             best.append(max(found[0][1] for found in doc_hits if found))
+        if settings.min_asked_coverage > 0:
+            kept = [
+                [(t, c) for t, c in found if asked_coverage(asked[t], text) >= settings.min_asked_coverage]
+                for found in doc_hits
+            ]
+            unanswerable += sum(len(a) - len(b) for a, b in zip(doc_hits, kept, strict=True))
+            doc_hits = kept
         chosen = match_per_embedding(
             doc_hits,
             n_slots,
@@ -361,6 +371,8 @@ def match_documents(
             "mean_matches_per_document": round(len(df) / max(1, len(documents)), 2),
             "threshold": cut,
             "threshold_source": source,
+            # Index hits dropped before sampling: the passage does not mention what the template asks.
+            "hits_dropped_unanswerable": unanswerable,
             "embeddings_per_document": n_emb,
             "matches_by_embedding": df["embedding"].value_counts().to_dict(),
             "slot_count_mix": value_counts(df["n_slots"]),
