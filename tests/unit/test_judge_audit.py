@@ -44,3 +44,24 @@ def test_diverse_keep_caps_templates_and_repeated_answers():
     passed = df["judge_value"] >= 3.5
     keep = diverse_keep(df, passed, max_template_share=0.4)  # cap = int(0.4 * 5) = 2 per template
     assert keep.tolist() == [True, True, False, False, True, False]
+
+
+@pytest.mark.parametrize(
+    ("kept_sensible", "kept_not", "passes"),
+    [(4, 1, True), (3, 1, False), (0, 0, False)],  # 0.8 passes, 0.75 fails, keeping nothing fails
+)
+def test_the_audit_check_compares_heldout_precision_with_the_bar(kept_sensible, kept_not, passes):
+    from fi_assets.checks import judge_precise_on_audit
+    from fi_resources.resources import JudgeSettingsResource
+
+    rows = [(True, True)] * kept_sensible + [(False, True)] * kept_not + [(True, False), (False, False)]
+    df = pd.DataFrame(
+        {
+            "split": ["heldout"] * len(rows) + ["tune"],
+            "sensible": [s for s, _ in rows] + [True],
+            "kept": [k for _, k in rows] + [True],
+        }
+    )
+    result = judge_precise_on_audit(judge_audit=df, judge_settings=JudgeSettingsResource())
+    assert result.passed is passes
+    assert result.metadata["heldout_kept"].value == kept_sensible + kept_not
