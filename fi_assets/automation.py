@@ -12,7 +12,7 @@ from fi_resources.sources import INPUT_SUFFIXES, write_builtin_shards
 
 # The order in which the stages must run; `make demo` walks it, the UI can launch each stage's job.
 STAGES: list[tuple[str, list[dg.AssetsDefinition]]] = [
-    ("template_bank", [templates.user_queries, templates.silver_templates, templates.genericizer,
+    ("template_bank", [templates.written_questions, templates.user_queries, templates.silver_templates, templates.genericizer,
                        templates.query_templates]),
     ("describe_shards", [documents.documents, documents.document_descriptions]),
     ("retrieval", [retrieval.embedder_pairs, retrieval.retrieval_embedder, retrieval.chunk_labels,

@@ -13,7 +13,7 @@ from fi_resources.resources import (
     TemplateBankSettingsResource,
     WarehouseResource,
 )
-from fi_resources.sources import chatterbot_questions, read_user_query_files
+from fi_resources.sources import chatterbot_questions, question_source_articles, read_user_query_files
 from fi_resources.stages import templates as stage
 from fi_resources.stages.students import train_student
 from fi_resources.warehouse import Artifact
@@ -21,11 +21,35 @@ from fi_resources.warehouse import Artifact
 GROUP = "templates"
 
 
-@dg.asset(group_name=GROUP, code_version="1", kinds={"duckdb"})
-def user_queries(inbox: InboxSettingsResource, warehouse: WarehouseResource) -> dg.Output[pd.DataFrame]:
-    """Real user questions: chatterbot-corpus plus any query files dropped in the query inbox."""
+@dg.asset(group_name=GROUP, code_version="1", pool=LM_POOL, kinds={"duckdb"})
+def written_questions(
+    context: dg.AssetExecutionContext,
+    inbox: InboxSettingsResource,
+    models: ModelsResource,
+    template_bank_settings: TemplateBankSettingsResource,
+) -> dg.Output[pd.DataFrame]:
+    """Search-style questions the teacher writes about held-out packaged Wikipedia articles (never matched or
+    evaluated on): the stand-in for a search log, which no offline package ships."""
+    articles = question_source_articles(
+        template_bank_settings.question_articles, inbox.builtin_shards * inbox.docs_per_shard
+    )
+    parts = models.parts()
+    writer_name = parts.model_names().get("teacher") or parts.model_names()["lm"]
+    result = stage.write_questions(
+        articles, parts.backend("teacher"), writer_name, progress_logger(context, "writing questions")
+    )
+    return table_output(result)
+
+
+@dg.asset(group_name=GROUP, code_version="2", kinds={"duckdb"})
+def user_queries(
+    written_questions: pd.DataFrame, inbox: InboxSettingsResource, warehouse: WarehouseResource
+) -> dg.Output[pd.DataFrame]:
+    """Real user questions (chatterbot-corpus plus any query files dropped in the query inbox) and the
+    written questions, each row with its source."""
     folder = inbox.folder("queries", warehouse.path)
-    result = stage.collect_user_queries([chatterbot_questions(), read_user_query_files(folder)])
+    written = written_questions[["query", "source"]]
+    result = stage.collect_user_queries([chatterbot_questions(), read_user_query_files(folder), written])
     result.stats["inbox"] = dg.MetadataValue.path(str(folder))
     return table_output(result)
 

@@ -59,6 +59,7 @@ PROFILES: dict[str, Profile] = {
         # A few rows, and every candidate kept: random encoders give arbitrary cosines.
         settings=dict(
             max_queries=24,
+            question_articles=2,
             silver_templates=24,
             genericizer_epochs=1,
             builtin_shards=2,

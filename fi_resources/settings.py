@@ -88,6 +88,9 @@ class StudentSettings(StageSettings):
 class TemplateBankSettings(StageSettings):
     max_queries: int = 0  # queries the genericizer runs over (0 = all)
     silver_templates: int = 96  # queries the teacher genericizes for the student
+    # Search-style questions the teacher writes about held-out packaged articles (2 passages each), added
+    # to the real queries: no search log ships offline (offline-assets.md §3). 0 = real queries only.
+    question_articles: int = 30
     genericizer_epochs: int = 2
 
 

@@ -103,6 +103,18 @@ def wikipedia_articles() -> list[tuple[str, str]]:
     return out
 
 
+def question_source_articles(n: int, shard_articles: int, eval_articles: int = 20) -> list[tuple[str, str]]:
+    """The last `n` packaged Wikipedia articles that are neither in the built-in document shards (the first
+    `shard_articles` long ones, as `write_builtin_shards` takes them) nor in the pretraining eval's unseen
+    articles (the first `eval_articles` of the rest): questions are written about texts the pipeline never
+    matches or evaluates on."""
+    articles = wikipedia_articles()
+    shards = {t for t, x in [a for a in articles if len(a[1]) > 1500][:shard_articles]}
+    unseen = [t for t, _ in articles if t not in shards][:eval_articles]
+    held = [(t, x) for t, x in articles if len(x) > 1500 and t not in shards and t not in set(unseen)]
+    return held[-n:] if n > 0 else []
+
+
 def clean_wiki_text(text: str) -> str:
     text = re.sub(r"\n{3,}", "\n\n", text)
     text = re.sub(r"[ \t]+", " ", text)

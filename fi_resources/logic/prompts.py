@@ -61,3 +61,40 @@ def judge_contexts(instruction: str) -> tuple[str, str]:
 def render_pair(instruction: str, answer: str) -> str:
     """The paper's training format for one standalone pair."""
     return f"Instruction: {instruction}\n\nAnswer: {answer}"
+
+
+# Few-shot raw completion: offline-assets.md §8 measured chat-form question writing as unreliable; as a raw
+# completion after three worked examples the 135M model writes one search-style question per passage.
+QUESTION_WRITER_VERSION = "qw1"
+QUESTION_WRITER_SHOTS = (
+    ("The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France. It is named "
+     "after the engineer Gustave Eiffel, whose company designed and built the tower from 1887 to 1889.",
+     "Who designed the Eiffel Tower?"),
+    ("Photosynthesis is the process by which green plants use sunlight to make food from carbon dioxide and "
+     "water. It releases oxygen as a by-product.",
+     "What does photosynthesis release?"),
+    ("Mount Kilimanjaro is a dormant volcano in Tanzania. At 5,895 metres it is the highest mountain in "
+     "Africa.",
+     "How tall is Mount Kilimanjaro?"),
+)  # fmt: skip
+_ASK = "Question a reader would search for:"
+
+
+def question_writer_prompt(text: str, max_chars: int = 400) -> str:
+    shots = "".join(f"Text: {t}\n{_ASK} {q}\n\n" for t, q in QUESTION_WRITER_SHOTS)
+    return f"{shots}Text: {' '.join(text[:max_chars].split())}\n{_ASK}"
+
+
+def clean_written_question(completion: str) -> tuple[str | None, str]:
+    """(question, "ok") or (None, reason): the first line, kept when it is one short question that is not a
+    worked example."""
+    line = completion.strip().split("\n")[0].strip()
+    if not line:
+        return None, "empty"
+    if not line.endswith("?") or line.count("?") > 1:
+        return None, "not_a_question"
+    if not 3 <= len(line.split()) <= 20:
+        return None, "bad_length"
+    if line in {q for _, q in QUESTION_WRITER_SHOTS}:
+        return None, "copied_example"
+    return line, "ok"

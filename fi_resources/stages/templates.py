@@ -8,7 +8,13 @@ from collections import Counter
 import pandas as pd
 
 from fi_resources.logic.parsing import OutputError, format_genericizer_target, parse_genericizer_output
-from fi_resources.logic.prompts import PROMPT_VERSION, genericizer_prompt
+from fi_resources.logic.prompts import (
+    PROMPT_VERSION,
+    QUESTION_WRITER_VERSION,
+    clean_written_question,
+    genericizer_prompt,
+    question_writer_prompt,
+)
 from fi_resources.logic.templates import question_form_reason, validate_template
 from fi_resources.parts import Genericizer, Progress, TextGenerator
 from fi_resources.settings import TemplateBankSettings
@@ -21,6 +27,44 @@ from fi_resources.stages import (
     teacher_stats,
     value_counts,
 )
+
+
+def write_questions(
+    articles: list[tuple[str, str]], writer: TextGenerator, writer_name: str, progress: Progress | None = None
+) -> StageResult[pd.DataFrame]:
+    """The teacher writes one search-style question about each of the first two paragraphs of every article
+    (`logic.prompts.question_writer_prompt`); a completion that is not one short question is dropped and
+    counted by reason. Rows: query, source (the writer and the article), article."""
+    items = []
+    for title, text in articles:
+        paragraphs = [p for p in text.split("\n\n") if len(p) > 200 and not p.lstrip().startswith("=")]
+        items += [(title, p) for p in paragraphs[:2]]
+    raw = writer.generate(
+        [question_writer_prompt(p) for _, p in items], max_new_tokens=32, stop="\n", progress=progress
+    )
+    rows, reasons = [], Counter()
+    for (title, _), text in zip(items, raw, strict=True):
+        question, reason = clean_written_question(text)
+        reasons[reason] += 1
+        if question is not None:
+            rows.append(
+                {
+                    "query": question,
+                    "source": f"written/{writer_name}/{QUESTION_WRITER_VERSION}",
+                    "article": title,
+                }
+            )
+    df = pd.DataFrame(rows, columns=["query", "source", "article"])
+    return StageResult(
+        df,
+        {
+            "articles": len(articles),
+            "prompts": len(items),
+            "questions": len(df),
+            "outcomes": Counts(dict(reasons), total=len(items)),
+            "sample": Sample(df, ["article", "query"]),
+        },
+    )
 
 
 def collect_user_queries(sources: list[pd.DataFrame]) -> StageResult[pd.DataFrame]:
