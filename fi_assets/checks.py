@@ -96,7 +96,7 @@ def judge_precise_on_audit(
         passed=bool(precision is not None and precision >= judge_settings.judge_min_audit_precision),
         metadata={
             "heldout_precision": float(precision) if precision is not None else None,
-            "heldout_recall": row["recall"] if row is not None and pd.notna(row["recall"]) else None,
+            "heldout_recall": float(row["recall"]) if row is not None and pd.notna(row["recall"]) else None,
             "heldout_kept": int(row["kept"]) if row is not None else 0,
             "threshold": judge_settings.judge_min_audit_precision,
         },

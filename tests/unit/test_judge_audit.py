@@ -2,6 +2,7 @@
 
 import json
 
+import dagster as dg
 import pandas as pd
 import pytest
 
@@ -65,3 +66,5 @@ def test_the_audit_check_compares_heldout_precision_with_the_bar(kept_sensible, 
     result = judge_precise_on_audit(judge_audit=df, judge_settings=JudgeSettingsResource())
     assert result.passed is passes
     assert result.metadata["heldout_kept"].value == kept_sensible + kept_not
+    # Dagster stores check metadata serialized: numpy scalars fail there, so every value is a Python one.
+    dg.serialize_value(result.metadata)
