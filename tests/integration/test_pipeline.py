@@ -100,7 +100,10 @@ def test_pairs_carry_lineage_back_to_document_and_template(embedded_run):
             assert start - row.offset == local_start
     judged = wh.query("SELECT * FROM judged_pairs")
     assert judged["judge_score"].between(1, 5).all()
-    assert (judged["kept"] == (judged["judge_score"] >= 4)).all()
+    passed = judged["judge_score"] >= SMALL["keep_score"]
+    # Kept = passed the score and not dropped for diversity (one pair per answer, a per-template cap).
+    assert (judged["kept"] == (passed & ~judged["diversity_dropped"])).all()
+    assert judged.loc[judged["kept"], "answer"].is_unique
     corpus = wh.query("SELECT * FROM training_corpus")
     assert corpus["text"].str.startswith("Instruction: ").all()
     assert set(corpus["source_doc_id"]) <= set(documents["source_doc_id"])
