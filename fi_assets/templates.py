@@ -98,7 +98,7 @@ def genericizer(
     return artifact_output(out, result)
 
 
-@dg.asset(group_name=GROUP, code_version="2", pool=LM_POOL, kinds={"duckdb"})
+@dg.asset(group_name=GROUP, code_version="3", pool=LM_POOL, kinds={"duckdb"})
 def query_templates(
     context: dg.AssetExecutionContext,
     user_queries: pd.DataFrame,

@@ -14,6 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
+from fi_resources.logic.answer_kind import answer_kind_mismatch, question_kind
 from fi_resources.logic.flow_judge import (
     FLOW_JUDGE_VERSION,
     JudgeOutputError,
@@ -149,7 +150,7 @@ class LikelihoodJudge:
     """The embedded judge: instruction gain (PMI) and fluency under the LM, relevance under the encoder, text
     flags; combined and mapped to 1–5 by logic/rubric.py. Each distinct (context, answer) is scored once."""
 
-    name = "likelihood-judge/v3"
+    name = "likelihood-judge/v4"
     max_answer_words = 64  # longer answers are scored on their start: the signals settle, the cost does not
 
     def __init__(self, lm, encoder, batch_size: int = 16):
@@ -214,7 +215,10 @@ class LikelihoodJudge:
         if fillers is None or len(fillers) != tpl.n_slots:
             return TemplateSignals(unaskable="not_filled_from_template")
         return TemplateSignals(
-            unaskable=question_form_reason(tpl), asked_coverage=asked_coverage(asked_words(tpl.text), answer)
+            unaskable=question_form_reason(tpl),
+            asked_coverage=asked_coverage(asked_words(tpl.text), answer),
+            answer_kind=question_kind(instruction)[0],
+            answer_mismatch=answer_kind_mismatch(instruction, answer),
         )
 
     def score(
@@ -240,7 +244,8 @@ class LikelihoodJudge:
             self.signals(instructions, answers, progress), answers, checks, strict=True
         ):
             if check is not None:
-                s |= {"asked_coverage": check.asked_coverage, "unaskable": check.unaskable}
+                s |= {"asked_coverage": check.asked_coverage, "unaskable": check.unaskable,
+                      "answer_kind": check.answer_kind, "answer_mismatch": check.answer_mismatch}  # fmt: skip
             if not s["answer_tokens"]:
                 rows.append({**s, "judge_score": None, "judge_value": None, "judge_reason": "empty answer",
                              "judge_feedback": None, "judge_error": "empty_answer: nothing to judge"})  # fmt: skip

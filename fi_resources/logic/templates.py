@@ -6,6 +6,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from fi_resources.logic.answer_kind import question_kind
+
 OPEN_TAG = "<fi>"
 CLOSE_TAG = "</fi>"
 
@@ -163,7 +165,11 @@ def question_form_reason(template: Template | str) -> str | None:
       verb ("Port-au-Prince is the capital of <fi>a country</fi>?", "Good morning, <fi>a person</fi>?");
     - ``adjacent_slots``: two slots with nothing but spaces or punctuation between them;
     - ``untyped_slot``: a slot description that is not a lowercase type phrase ("a Winnie-the-Pooh",
-      "ancient"): such a slot copied a name or a modifier, and no filler can be checked against it.
+      "ancient"): such a slot copied a name or a modifier, and no filler can be checked against it;
+    - ``slot_is_asked``: a slot right after "Which"/"What" stands where the answer belongs ("Which <fi>a
+      city</fi> is known as <fi>a person</fi>?" lost the question's head noun);
+    - ``asks_nothing``: besides its slots it asks nothing a judge could check the answer against, and it is
+      not a definition or location question ("can you do <fi>a thing</fi> in <fi>a language</fi>?").
     """
     parsed = _as_template(template)
     head = _SLOT_RE.split(parsed.text)[0].strip().split()
@@ -174,6 +180,13 @@ def question_form_reason(template: Template | str) -> str | None:
         return "adjacent_slots"
     if any(not _TYPE_PHRASE.fullmatch(slot) for slot in parsed.slots):
         return "untyped_slot"
+    if head[-1].casefold() in ("which", "what"):
+        return "slot_is_asked"
+    if (
+        not asked_words(parsed.text)
+        and question_kind(fill_template(parsed, ["Xq"] * parsed.n_slots))[0] == "open"
+    ):
+        return "asks_nothing"
     return None
 
 

@@ -1,0 +1,162 @@
+"""Does an answer have the shape its question asks for? A check the judge can make without a large model.
+
+The audit labels (audit/labels) show the failure a likelihood judge misses: an answer about the right topic
+that does not answer the question ("What is Australia?" → a cricket report that starts "Australia has
+escaped with a draw"; "How many children does John Turnidge have?" → a sentence naming a children's
+hospital). The question's form says what kind of answer it wants, and that kind can be read off the text:
+
+- ``definition`` ("What is X?", "Who was X?", "Tell me about X."): a sentence that defines X ("X is a …", "X (…) was the …");
+- ``location`` ("Where is X?"): X placed somewhere ("X is a state located in …", "… lies on …");
+- ``count`` ("How many …?"): a number;
+- ``time`` ("When …?", "What year …?"): a year, a date or a century;
+- ``person`` ("Who wrote …?"): a name (two capitalised words) the question does not already contain;
+- ``open``: anything else; no shape is checked.
+"""
+
+from __future__ import annotations
+
+import re
+
+_WS = r"\s+"
+_ARTICLE = r"(?:(?:a|an|the)\s+)?"
+_DEFINITION_Q = re.compile(
+    rf"^(?:(?:what|who)(?:'s|’s|{_WS}(?:is|are|was|were))|(?:please{_WS})?(?:tell{_WS}me{_WS}about|describe|explain|"
+    rf"define|what{_WS}do{_WS}you{_WS}know{_WS}about)){_WS}{_ARTICLE}(?P<x>.+?)\s*[?.!]*$",
+    re.I,
+)
+_LOCATION_Q = re.compile(
+    rf"^where(?:'s|’s|{_WS}(?:is|are|was|were)){_WS}{_ARTICLE}(?P<x>.+?)(?:{_WS}(?:located|situated|found))?\s*\?*$",
+    re.I,
+)
+_COUNT_Q = re.compile(r"^how\s+(?:many\s+(?P<noun>\w+)|much)\b", re.I)
+_TIME_Q = re.compile(r"^(?:when\b|(?:in\s+)?(?:what|which)\s+(?:year|century|decade|month|date|day)\b)", re.I)
+_PERSON_Q = re.compile(r"^who(?:m)?\s+(?!is\b|are\b|was\b|were\b|'s\b|’s\b)\w+", re.I)
+
+_NUMBER_WORDS = [
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+    "twenty",
+    "thirty",
+    "forty",
+    "fifty",
+    "sixty",
+    "seventy",
+    "eighty",
+    "ninety",
+    "hundred",
+    "thousand",
+    "million",
+    "billion",
+    "dozen",
+    "dozens",
+    "hundreds",
+    "thousands",
+    "millions",
+    "several",
+]
+_NUMBER = re.compile(r"\d[\d,.]*|\b(?:" + "|".join(_NUMBER_WORDS) + r")\b", re.I)
+_MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
+_TIME = re.compile(
+    r"\b(?:1\d{3}|20\d{2}|\d{1,2}(?:st|nd|rd|th)\s+century|\d{3,4}s)\b|\b(?:" + "|".join(_MONTHS) + r")\b"
+)
+_NAME = re.compile(r"\b[A-Z][a-z]+(?:\s+(?:[A-Z]\.\s*)*[A-Z][a-z]+)+")
+# Between a subject and its defining verb only a parenthesis or an apposition may sit ("Algeria ( '; Dzayer),
+# officially People's Democratic Republic of Algeria, is a sovereign state"): "An American in Paris is a
+# poem" does not define "American".
+_ASIDE = r"\s*(?:\([^()]*\)\s*)?(?:,[^.;:]{0,120}?,\s*)?(?:\([^()]*\)\s*)?"
+_DEFINING_VERB = re.compile(
+    rf"^{_ASIDE}(?:(?:is|are|was|were)\s+(?:\w+ly\s+)?(?:a|an|the|one|any)\b|refers?\s+to\b)", re.I
+)
+_LOCATING_VERB = re.compile(
+    rf"^{_ASIDE}(?:is|are|was|were|lies|lie|sits)\b[^.;]{{0,80}}?\b(?:in|on|at|near|located|situated|bordered)\b",
+    re.I,
+)
+_SENTENCE_START = re.compile(r"(?:^|[.!?]\s+|\n\s*)(?:(?:a|an|the)\s+)?$", re.I)
+_OPENING_CHARS = (
+    400  # a definition that answers "What is X?" comes early; a mention deep in a report does not
+)
+
+
+def question_kind(instruction: str) -> tuple[str, str | None]:
+    """The kind of answer an instruction asks for, and its subject where the kind has one."""
+    text = " ".join(instruction.split()).strip()
+    if m := _LOCATION_Q.match(text):
+        return "location", m.group("x")
+    if m := _DEFINITION_Q.match(text):
+        subject = m.group("x")
+        # "What is the capital of X?" asks for a value, not a definition of "the capital of X"; nor does
+        # "What was X's first name?" ask to define a name.
+        if len(subject.split()) <= 4 and not re.search(
+            r"\b(?:of|in|on|for|by|from|with|does|did)\b|['’]s\b", subject, re.I
+        ):
+            return "definition", subject
+        return "open", None
+    if m := _COUNT_Q.match(text):
+        return "count", m.group("noun")
+    if _TIME_Q.match(text):
+        return "time", None
+    if _PERSON_Q.match(text):
+        return "person", None
+    return "open", None
+
+
+def _subject_starts(subject: str, text: str) -> list[int]:
+    """Where sentences of `text` open with the subject (after an article): the subject of a definition."""
+    words = [w for w in re.findall(r"\w+", subject) if w]
+    if not words:
+        return []
+    full = r"\b" + r"\W+".join(re.escape(w) for w in words) + r"(?:e?s)?\b"  # "an Academy Award" → "Awards"
+    return [m.end() for m in re.finditer(full, text, re.I) if _SENTENCE_START.search(text[: m.start()])]
+
+
+def answer_kind_mismatch(instruction: str, answer: str) -> str | None:
+    """Why the answer lacks the shape its question asks for (see module docstring), or None."""
+    kind, subject = question_kind(instruction)
+    opening = answer[:_OPENING_CHARS]
+    if kind in ("definition", "location"):
+        verb = _DEFINING_VERB if kind == "definition" else _LOCATING_VERB
+        if not any(verb.search(opening[s:]) for s in _subject_starts(subject or "", opening)):
+            return f"{kind} question, but the answer's opening does not {'define' if kind == 'definition' else 'place'} {subject!r}"
+        return None
+    if kind == "count":
+        # "How many signs …?" wants a number of signs ("three signs"), not any number ("two years").
+        counted = rf"(?:\W+\w+){{0,3}}?\W+{re.escape(subject[:4])}" if subject else ""
+        if not re.search(rf"(?:{_NUMBER.pattern}){counted}", answer, re.I):
+            return f"count question, but the answer counts no {subject or 'amount'}"
+    if kind == "time" and not _TIME.search(answer):
+        return "time question, but the answer has no year or date"
+    if kind == "person":
+        asked = instruction.casefold()
+        if not any(n.group(0).casefold() not in asked for n in _NAME.finditer(answer)):
+            return "person question, but the answer names no one new"
+    return None
