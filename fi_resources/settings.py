@@ -123,6 +123,9 @@ class MatchingSettings(StageSettings):
     # the slots (logic/templates.asked_words): a passage that never mentions "currency" cannot answer "What
     # currency is used in <fi>a country</fi>?". 0 = off.
     min_asked_coverage: float = 0.5
+    # A candidate is kept only if the passage has the kind of answer its template asks for
+    # (logic/answer_kind): a defining sentence for "What is <fi>a thing</fi>?", a year for "When …?".
+    require_answer_shape: bool = True
 
 
 class InstantiationSettings(StageSettings):

@@ -160,3 +160,26 @@ def answer_kind_mismatch(instruction: str, answer: str) -> str | None:
         if not any(n.group(0).casefold() not in asked for n in _NAME.finditer(answer)):
             return "person question, but the answer names no one new"
     return None
+
+
+_ANY_SUBJECT = r"(?:^|(?<=[.!?])\s+|\n\s*)(?:(?:A|An|The)\s+)?[A-Z][\w'’.-]*(?:\s+[\w'’.-]+){0,5}?"
+_PASSAGE_SHAPES = {
+    "definition": re.compile(_ANY_SUBJECT + _DEFINING_VERB.pattern[1:], re.I),
+    "location": re.compile(_ANY_SUBJECT + _LOCATING_VERB.pattern[1:], re.I),
+    "count": _NUMBER,
+    "time": _TIME,
+    "person": _NAME,
+}
+
+
+def template_kind(template_text: str, n_slots: int) -> str:
+    """The answer kind a template's instructions ask for (its slots filled with a placeholder name)."""
+    filled = re.sub(r"<fi>.*?</fi>", "Xq", template_text, count=n_slots) if n_slots else template_text
+    return question_kind(filled)[0]
+
+
+def passage_has_answer_shape(kind: str, text: str) -> bool:
+    """Could any filling of a template of this kind be answered from `text`? A passage without a defining
+    sentence cannot answer "What is <fi>a thing</fi>?"; one without a year cannot answer "When …?"."""
+    shape = _PASSAGE_SHAPES.get(kind)
+    return shape is None or bool(shape.search(text))

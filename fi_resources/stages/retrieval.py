@@ -18,6 +18,7 @@ import pandas as pd
 
 from fi_resources.encoder import Encoder
 from fi_resources.index import TemplateIndex, build_index
+from fi_resources.logic.answer_kind import passage_has_answer_shape, template_kind
 from fi_resources.logic.calibration import calibrate_threshold, pearson, precision_at_k, split_documents
 from fi_resources.logic.pooling import char_to_token_position, nearest_chunk
 from fi_resources.logic.sampling import (
@@ -325,8 +326,9 @@ def match_documents(
     hits = index.search(multi.reshape(n_doc * n_emb, dim), k=SEARCH_K)
     n_slots = {t: int(n) for t, n in bank["n_slots"].items()}
     asked = {t: asked_words(text) for t, text in bank["template"].items()}
+    kinds = {t: template_kind(text, n_slots[t]) for t, text in bank["template"].items()}
     rows, best = [], []
-    unanswerable = 0
+    unanswerable = unshaped = 0
     for doc_i, (doc_id, text) in enumerate(zip(documents["doc_id"], documents["text"], strict=True)):
         doc_hits = hits[doc_i * n_emb : (doc_i + 1) * n_emb]
         if doc_hits and doc_hits[0]:
@@ -337,6 +339,11 @@ def match_documents(
                 for found in doc_hits
             ]
             unanswerable += sum(len(a) - len(b) for a, b in zip(doc_hits, kept, strict=True))
+            doc_hits = kept
+        if settings.require_answer_shape:
+            shaped = {k: passage_has_answer_shape(k, text) for k in set(kinds.values())}
+            kept = [[(t, c) for t, c in found if shaped[kinds[t]]] for found in doc_hits]
+            unshaped += sum(len(a) - len(b) for a, b in zip(doc_hits, kept, strict=True))
             doc_hits = kept
         chosen = match_per_embedding(
             doc_hits,
@@ -373,6 +380,8 @@ def match_documents(
             "threshold_source": source,
             # Index hits dropped before sampling: the passage does not mention what the template asks.
             "hits_dropped_unanswerable": unanswerable,
+            # ... or it has no answer of the kind the template asks for (no defining sentence, no year).
+            "hits_dropped_no_answer_shape": unshaped,
             "embeddings_per_document": n_emb,
             "matches_by_embedding": df["embedding"].value_counts().to_dict(),
             "slot_count_mix": value_counts(df["n_slots"]),

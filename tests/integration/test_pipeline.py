@@ -18,9 +18,10 @@ SMALL = dict(
     max_queries=48,
     question_articles=6,
     silver_templates=48,
-    # 6 passages and a few dozen templates: the asked-words filter would leave almost nothing to plumb
-    # through (the demo measures it at full size).
+    # 6 passages and a few dozen templates: the asked-words and answer-shape filters would leave almost
+    # nothing to plumb through (the demo measures them at full size).
     min_asked_coverage=0.0,
+    require_answer_shape=False,
     # At this size the template-aware judge keeps nothing (measured: scores 1-3 only), and the corpus, export
     # and checkpoints downstream need pairs; quality is measured on the demo and the audit set, not here.
     keep_score=3,
