@@ -53,3 +53,41 @@ def matched(min_asked_coverage: float) -> tuple[set[str], int]:
 def test_a_template_asking_what_the_passage_never_mentions_is_not_matched():
     assert matched(0.5) == ({"capital", "define"}, 20)
     assert matched(0.0) == ({"currency", "capital", "define"}, 0)
+
+
+def test_a_template_whose_kind_of_answer_the_passage_lacks_is_not_matched():
+    bank = pd.DataFrame(
+        {
+            "template_id": ["define", "when"],
+            "query_id": ["q1", "q2"],
+            "template": ["What is <fi>a country</fi>?", "When was <fi>a country</fi> founded?"],
+            "n_slots": [1, 1],
+        }
+    )
+    docs = pd.DataFrame(
+        {
+            "doc_id": ["dated", "undated"],
+            "title": ["Algeria", "Algeria"],
+            "text": [
+                "Algeria is a country in North Africa. It was founded in 1962, on the coast.",
+                "Algeria is a country in North Africa. It was founded after a long war, on the coast.",
+            ],
+        }
+    )
+
+    class Index:
+        def search(self, queries, k):
+            return [[("when", 0.9), ("define", 0.8)] for _ in range(len(queries))]
+
+    def run(require: bool) -> tuple[set[tuple[str, str]], int]:
+        chosen, dropped = set(), 0
+        for seed in range(20):
+            settings = MatchingSettings(min_asked_coverage=0.0, require_answer_shape=require, seed=seed)
+            result = match_documents(docs, bank, OneVectorEncoder(), Index(), (0.1, "fixed"), "s", settings)
+            chosen |= set(zip(result.value["doc_id"], result.value["template_id"], strict=True))
+            dropped += result.stats["hits_dropped_no_answer_shape"]
+        return chosen, dropped
+
+    both = {("dated", "when"), ("dated", "define"), ("undated", "when"), ("undated", "define")}
+    assert run(False) == (both, 0)
+    assert run(True) == (both - {("undated", "when")}, 20)
