@@ -62,6 +62,7 @@ def match_per_embedding(
     threshold: float,
     seed: int,
     max_matches: int | None = None,
+    same_as: Mapping[str, str] | None = None,
 ) -> list[tuple[int, str, float]]:
     """The paper's matching rule for one document: one template per embedding, no duplicates.
 
@@ -70,8 +71,10 @@ def match_per_embedding(
     embedding are sampled once with complexity weights (see ``complexity_weighted_sample``), so across
     documents the `<fi>`-count mix of chosen templates follows ``target_distribution`` wherever the
     candidates allow. Returns ``(embedding index, template_id, cosine)``, at most ``max_matches`` (default
-    one per embedding), deterministic for ``seed``. Unknown template ids raise KeyError.
+    one per embedding), deterministic for ``seed``. Unknown template ids raise KeyError. With ``same_as``
+    (template id → key), templates sharing a key count as duplicates too.
     """
+    key = (lambda t: same_as.get(t, t)) if same_as else (lambda t: t)
     limit = len(hits) if max_matches is None else min(max_matches, len(hits))
     chosen: list[tuple[int, str, float]] = []
     taken: set[str] = set()
@@ -81,7 +84,7 @@ def match_per_embedding(
         cosine = {}
         for template_id, score in found:
             cosine.setdefault(template_id, score)
-        candidates = [(t, s, int(n_slots[t])) for t, s in cosine.items() if t not in taken]
+        candidates = [(t, s, int(n_slots[t])) for t, s in cosine.items() if key(t) not in taken]
         pick = complexity_weighted_sample(
             candidates,
             k=1,
@@ -90,7 +93,7 @@ def match_per_embedding(
             seed=seed * 1009 + e,
         )
         if pick:
-            taken.add(pick[0])
+            taken.add(key(pick[0]))
             chosen.append((e, pick[0], cosine[pick[0]]))
     return chosen
 

@@ -92,6 +92,13 @@ def template_literal(template: Template | str) -> str:
     return _SLOT_RE.sub(lambda m: m.group(1).strip(), _as_template(template).text)
 
 
+def template_skeleton(template: str) -> str:
+    """The template without its slot types ("What is <fi>a nation</fi>?" and "What is a <fi>a device</fi>?" →
+    "what is _?"): two templates with one skeleton give a passage the same instruction twice."""
+    text = _SLOT_RE.sub(" _ ", template)
+    return _fold(re.sub(r"\b(?:a|an|the)\s+_", "_", text, flags=re.I)).replace(" _ ?", " _?")
+
+
 _ARTICLES = {"a", "an", "the", "some", "any"}
 
 

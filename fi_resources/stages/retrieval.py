@@ -27,7 +27,7 @@ from fi_resources.logic.sampling import (
     match_per_embedding,
     top_per_embedding,
 )
-from fi_resources.logic.templates import asked_coverage, asked_words
+from fi_resources.logic.templates import asked_coverage, asked_words, template_skeleton
 from fi_resources.parts import CompatibilityLabeler, Progress
 from fi_resources.settings import MatchingSettings, RetrievalSettings
 from fi_resources.stages import Distribution, Log, Sample, StageResult, no_log, value_counts
@@ -327,6 +327,7 @@ def match_documents(
     n_slots = {t: int(n) for t, n in bank["n_slots"].items()}
     asked = {t: asked_words(text) for t, text in bank["template"].items()}
     kinds = {t: template_kind(text, n_slots[t]) for t, text in bank["template"].items()}
+    skeletons = {t: template_skeleton(text) for t, text in bank["template"].items()}
     rows, best = [], []
     unanswerable = unshaped = 0
     for doc_i, (doc_id, text) in enumerate(zip(documents["doc_id"], documents["text"], strict=True)):
@@ -353,6 +354,8 @@ def match_documents(
             # Seeded by document, not position: a document gets the same templates in any shard.
             seed=settings.seed * 1_000_003 + zlib.crc32(str(doc_id).encode()),
             max_matches=settings.matches_per_document,
+            # "What is <fi>a nation</fi>?" and "What is <fi>a device</fi>?" would ask a passage one question twice.
+            same_as=skeletons,
         )
         for e, t, cos in chosen:
             rows.append(

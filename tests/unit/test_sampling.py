@@ -3,6 +3,7 @@ from collections import Counter
 import pytest
 
 from fi_resources.logic.sampling import DEFAULT_COMPLEXITY_DISTRIBUTION, complexity_weighted_sample
+from fi_resources.logic.templates import template_skeleton
 
 
 def _pool():
@@ -110,3 +111,24 @@ def test_top_per_embedding_round_robin_without_duplicates():
     assert top_per_embedding([[("a", 0.9), ("b", 0.8), ("c", 0.1)]], 3) == [
         (0, "a", 0.9), (0, "b", 0.8), (0, "c", 0.1)
     ]  # fmt: skip
+
+
+def test_templates_with_one_skeleton_are_one_template_for_a_passage():
+    hits = [[("nation", 0.9), ("device", 0.8), ("capital", 0.7)]] * 3
+    n_slots = {"nation": 1, "device": 1, "capital": 1}
+    skeletons = {
+        t: template_skeleton(x)
+        for t, x in {
+            "nation": "What is <fi>a nation</fi>?",
+            "device": "What is a <fi>a device</fi>?",
+            "capital": "What is the capital of <fi>a country</fi>?",
+        }.items()
+    }
+    assert skeletons["nation"] == skeletons["device"] != skeletons["capital"]
+    for seed in range(10):
+        plain = [t for _, t, _ in match_per_embedding(hits, n_slots, {1: 1.0}, 0.1, seed)]
+        assert len(plain) == 3
+        deduped = [
+            t for _, t, _ in match_per_embedding(hits, n_slots, {1: 1.0}, 0.1, seed, same_as=skeletons)
+        ]
+        assert len(deduped) == 2 and "capital" in deduped
