@@ -29,7 +29,7 @@ def shard_file(inbox: InboxSettingsResource, warehouse: WarehouseResource, shard
         raise dg.Failure(str(exc)) from exc
 
 
-@dg.asset(partitions_def=document_shards, group_name=GROUP, code_version="2", kinds={"duckdb"})
+@dg.asset(partitions_def=document_shards, group_name=GROUP, code_version="3", kinds={"duckdb"})
 def documents(
     context: dg.AssetExecutionContext,
     inbox: InboxSettingsResource,
