@@ -180,3 +180,20 @@ def test_every_inbox_entry_is_a_shard_or_a_refusal(inbox, tmp_path):
     assert len(scan.shards) + len(scan.refused) == len(list(inbox.iterdir())) == 55
     assert len(scan.shards) == 43 and len(scan.refused) == 12
     assert all(r.reason for r in scan.refused)
+
+
+def test_the_schedule_is_not_stopped_by_a_dangling_symlink(inbox):
+    from fi_assets.automation import stale_shard_schedule
+
+    good_shard(inbox / "good.jsonl")
+    (inbox / "gone.jsonl").symlink_to(inbox / "deleted.jsonl")
+    resources = {
+        "inbox": InboxSettingsResource(document_folder=str(inbox), builtin_shards=0),
+        "warehouse": WarehouseResource(home=str(inbox.parent / "home")),
+    }
+    # A schedule needs an instance it can re-open by reference; both are closed before the next test.
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("document_shards", ["good", "gone"])
+        with dg.build_schedule_context(instance=instance, resources=resources) as context:
+            requests = stale_shard_schedule(context)
+    assert [r.partition_key for r in requests] == ["good"]  # never materialized; the refused one is not rerun
