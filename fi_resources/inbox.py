@@ -10,7 +10,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fi_resources.sources import INPUT_SUFFIXES, InputFileError
+INPUT_SUFFIXES = (".jsonl", ".parquet", ".csv")
+
+
+class InputFileError(ValueError):
+    """A user file that cannot be read; the message names the file and what is wrong."""
+
 
 # Substrings Dagster refuses in a partition key (dagster's INVALID_PARTITION_SUBSTRINGS): one such file
 # name would make the sensor raise on every tick, for every other new file too.
@@ -61,7 +66,7 @@ def scan_inbox(folder: Path) -> InboxScan:
     scan, root = InboxScan(), folder.resolve()
     entries = sorted(folder.iterdir(), key=lambda p: (p.stem, _suffix_rank(p.suffix), p.name))
     for path in entries:
-        reason = _entry_problem(path, root)
+        reason = entry_problem(path, root)
         if reason is None and path.stem in scan.shards:
             reason = f"same shard name {path.stem!r} as {scan.shards[path.stem].name!r}; rename one of them"
         if reason is None:
@@ -99,8 +104,8 @@ def _suffix_rank(suffix: str) -> int:
     return INPUT_SUFFIXES.index(suffix) if suffix in INPUT_SUFFIXES else len(INPUT_SUFFIXES)
 
 
-def _entry_problem(path: Path, root: Path) -> str | None:
-    """Why one inbox entry is not a shard file (None when it is one)."""
+def entry_problem(path: Path, root: Path) -> str | None:
+    """Why one entry of the inbox folder `root` (resolved) is not an input file (None when it is one)."""
     name = path.name
     try:
         name.encode("utf8")

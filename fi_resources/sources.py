@@ -14,15 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from fi_resources.inbox import INPUT_SUFFIXES, InputFileError, Refusal, entry_problem
 from fi_resources.logic.passages import passage_doc_id, sample_passages, source_limit, split_passages
 from fi_resources.settings import DocumentSettings
 
 GENSIM_WIKI = "test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
-INPUT_SUFFIXES = (".jsonl", ".parquet", ".csv")
-
-
-class InputFileError(ValueError):
-    """A user file that cannot be read; the message names the file and what is wrong."""
 
 
 def stable_id(*parts: str, n: int = 12) -> str:
@@ -113,15 +109,21 @@ def cell_text(value: object) -> tuple[str, str | None]:
     return "", "not_text"
 
 
-def read_user_query_files(folder: Path) -> pd.DataFrame:
-    """Queries from the user's files; cells that are not text become "" (dropped for their length)."""
-    frames = []
-    for path in sorted(folder.glob("*")) if folder.exists() else []:
-        if path.suffix in INPUT_SUFFIXES:
-            df = read_table_file(path, ("query", "question", "text", "prompt"))
-            queries = pd.Series([cell_text(v)[0] for v in df["text"]], dtype=object).str.strip()
-            frames.append(pd.DataFrame({"query": queries, "source": f"user/{path.name}"}))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["query", "source"])
+def read_user_query_files(folder: Path) -> tuple[pd.DataFrame, list[Refusal]]:
+    """Queries from the user's files, and the entries refused as the document inbox refuses them (a symlink
+    out of the folder is never read). Cells that are not text become "" (dropped for their length)."""
+    frames, refused = [], []
+    root = folder.resolve()
+    for path in sorted(folder.iterdir()) if folder.exists() else []:
+        problem = entry_problem(path, root) or ("is empty (0 bytes)" if path.stat().st_size == 0 else None)
+        if problem:
+            refused.append(Refusal(path.name, problem))
+            continue
+        df = read_table_file(path, ("query", "question", "text", "prompt"))
+        queries = pd.Series([cell_text(v)[0] for v in df["text"]], dtype=object).str.strip()
+        frames.append(pd.DataFrame({"query": queries, "source": f"user/{path.name}"}))
+    queries = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["query", "source"])
+    return queries, refused
 
 
 def wikipedia_articles() -> list[tuple[str, str]]:
