@@ -1,5 +1,6 @@
 """Jobs, the sensor that turns new shard files into partitions, and the schedule that reruns stale work."""
 
+import logging
 import os
 import time
 
@@ -7,6 +8,7 @@ import dagster as dg
 
 from fi_assets import corpus, documents, generation, judging, retrieval, templates
 from fi_assets.common import document_shards
+from fi_resources.inbox import InboxScan, scan_inbox
 from fi_resources.resources import InboxSettingsResource, WarehouseResource
 from fi_resources.sources import INPUT_SUFFIXES, write_builtin_shards
 
@@ -43,12 +45,32 @@ shard_job = dg.define_asset_job("shard_job", selection=SHARD_ASSETS, partitions_
 jobs.append(shard_job)
 
 
-def shard_files(inbox: InboxSettingsResource, warehouse: WarehouseResource) -> dict[str, float]:
-    """Shard key → file mtime for every readable file in the document inbox (seeded with Wikipedia if empty)."""
+def scan_shards(inbox: InboxSettingsResource, warehouse: WarehouseResource) -> InboxScan:
+    """The document inbox's shards and refused entries (seeded with Wikipedia if it has no shard file)."""
     folder = inbox.folder("documents", warehouse.path)
     if inbox.builtin_shards and not any(p.suffix in INPUT_SUFFIXES for p in folder.iterdir()):
         write_builtin_shards(folder, inbox.builtin_shards, inbox.docs_per_shard)
-    return {p.stem: p.stat().st_mtime for p in sorted(folder.iterdir()) if p.suffix in INPUT_SUFFIXES}
+    return scan_inbox(folder)
+
+
+def shard_files(inbox: InboxSettingsResource, warehouse: WarehouseResource) -> dict[str, float]:
+    """Shard key → file mtime for every shard file in the document inbox."""
+    return scan_shards(inbox, warehouse).mtimes
+
+
+def log_refusals(log: logging.Logger | dg.DagsterLogManager, scan: InboxScan) -> None:
+    # Every tick: a refused file stays visible in each tick's log until the user fixes or removes it.
+    for refusal in scan.refused:
+        log.warning(f"document inbox: not a shard: {refusal}")
+
+
+def refusal_summary(scan: InboxScan, limit: int = 5) -> str:
+    """The refused entries in one line (the first `limit`), for a tick's skip reason."""
+    if not scan.refused:
+        return ""
+    shown = "; ".join(str(r) for r in scan.refused[:limit])
+    more = f"; and {len(scan.refused) - limit} more (see the tick's log)" if len(scan.refused) > limit else ""
+    return f"{len(scan.refused)} inbox file(s) refused: {shown}{more}"
 
 
 def _downstream_ready(warehouse: WarehouseResource) -> bool:
@@ -62,11 +84,14 @@ def new_shard_sensor(
 ) -> dg.SensorResult:
     """A new file in the document inbox becomes a partition and gets a run (the whole shard chain once the
     template index and the instantiator exist, otherwise documents and descriptions)."""
-    files = shard_files(inbox, warehouse)
+    scan = scan_shards(inbox, warehouse)
+    log_refusals(context.log, scan)
     known = set(context.instance.get_dynamic_partitions(document_shards.name))
-    new = [k for k in files if k not in known]
+    new = [k for k in scan.shards if k not in known]
     if not new:
-        return dg.SensorResult(skip_reason="no new shard files")
+        return dg.SensorResult(
+            skip_reason="; ".join(filter(None, ["no new shard files", refusal_summary(scan)]))
+        )
     selection = SHARD_ASSETS if _downstream_ready(warehouse) else SHARD_ASSETS[:2]
     return dg.SensorResult(
         dynamic_partitions_requests=[document_shards.build_add_request(new)],
@@ -82,7 +107,9 @@ def stale_shard_schedule(
 ) -> list[dg.RunRequest] | dg.SkipReason:
     """Hourly: rerun each shard whose file changed since its documents were materialized, or whose chain
     never finished (a crash mid-run leaves the finished partitions and reruns only the rest)."""
-    files = shard_files(inbox, warehouse)
+    scan = scan_shards(inbox, warehouse)
+    log_refusals(context.log, scan)
+    files = scan.mtimes
     known = set(context.instance.get_dynamic_partitions(document_shards.name))
     wh = warehouse.get()
     ready = _downstream_ready(warehouse)

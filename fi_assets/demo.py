@@ -15,7 +15,7 @@ import time
 
 import dagster as dg
 
-from fi_assets.automation import STAGES, asset_names, shard_files
+from fi_assets.automation import STAGES, asset_names, log_refusals, scan_shards
 from fi_assets.checks import checks
 from fi_assets.common import document_shards
 from fi_assets.definitions import build_definitions, build_resources
@@ -29,7 +29,9 @@ def run_pipeline(resources: dict, instance: dg.DagsterInstance, fresh: bool = Fa
     """Materialize every stage in order, each (asset, partition) only when it needs it; returns seconds per
     stage."""
     wh = resources["warehouse"].get()
-    shards = list(shard_files(resources["inbox"], resources["warehouse"]))
+    scan = scan_shards(resources["inbox"], resources["warehouse"])
+    log_refusals(log, scan)
+    shards = list(scan.shards)
     if not shards:
         raise SystemExit("no document shards: put JSONL/Parquet/CSV files in the document inbox")
     known = set(instance.get_dynamic_partitions(document_shards.name))

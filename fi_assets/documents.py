@@ -7,6 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from fi_assets.common import LM_POOL, document_shards, progress_logger, table_output
+from fi_resources.inbox import resolve_shard
 from fi_resources.resources import (
     DocumentSettingsResource,
     InboxSettingsResource,
@@ -14,22 +15,21 @@ from fi_resources.resources import (
     TeacherSettingsResource,
     WarehouseResource,
 )
-from fi_resources.sources import INPUT_SUFFIXES, InputFileError
+from fi_resources.sources import InputFileError
 from fi_resources.stages import documents as stage
 
 GROUP = "documents"
 
 
 def shard_file(inbox: InboxSettingsResource, warehouse: WarehouseResource, shard: str) -> Path:
-    folder = inbox.folder("documents", warehouse.path)
-    for suffix in INPUT_SUFFIXES:
-        path = folder / f"{shard}{suffix}"
-        if path.exists():
-            return path
-    raise dg.Failure(f"shard {shard!r}: no file {shard}{{{','.join(INPUT_SUFFIXES)}}} in {folder}")
+    """The shard's file, as the sensor chose it; a key that is not a file name of the inbox fails."""
+    try:
+        return resolve_shard(inbox.folder("documents", warehouse.path), shard)
+    except InputFileError as exc:
+        raise dg.Failure(str(exc)) from exc
 
 
-@dg.asset(partitions_def=document_shards, group_name=GROUP, code_version="2", kinds={"duckdb"})
+@dg.asset(partitions_def=document_shards, group_name=GROUP, code_version="3", kinds={"duckdb"})
 def documents(
     context: dg.AssetExecutionContext,
     inbox: InboxSettingsResource,

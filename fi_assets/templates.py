@@ -43,14 +43,22 @@ def written_questions(
 
 @dg.asset(group_name=GROUP, code_version="2", kinds={"duckdb"})
 def user_queries(
-    written_questions: pd.DataFrame, inbox: InboxSettingsResource, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext,
+    written_questions: pd.DataFrame,
+    inbox: InboxSettingsResource,
+    warehouse: WarehouseResource,
 ) -> dg.Output[pd.DataFrame]:
     """Real user questions (chatterbot-corpus plus any query files dropped in the query inbox) and the
     written questions, each row with its source."""
     folder = inbox.folder("queries", warehouse.path)
     written = written_questions[["query", "source"]]
-    result = stage.collect_user_queries([chatterbot_questions(), read_user_query_files(folder), written])
+    user, refused = read_user_query_files(folder)
+    result = stage.collect_user_queries([chatterbot_questions(), user, written])
     result.stats["inbox"] = dg.MetadataValue.path(str(folder))
+    if refused:
+        result.stats["refused_files"] = {r.name: r.reason for r in refused}
+        for refusal in refused:
+            context.log.warning(f"query inbox: not read: {refusal}")
     return table_output(result)
 
 

@@ -61,6 +61,8 @@ class DocumentSettings(StageSettings):
     passages_per_document: int = 2
     # Longer texts are split only up to a boundary before this length (counted as cut_documents).
     max_source_chars: int = 2_000_000
+    # Longer titles are cut (counted in the documents metadata) before any model reads them.
+    max_title_chars: int = 300
 
 
 class TeacherSettings(StageSettings):

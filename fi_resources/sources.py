@@ -6,6 +6,7 @@ import bz2
 import hashlib
 import importlib.resources as ir
 import json
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,19 +14,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from fi_resources.inbox import INPUT_SUFFIXES, InputFileError, Refusal, entry_problem
 from fi_resources.logic.passages import passage_doc_id, sample_passages, source_limit, split_passages
 from fi_resources.settings import DocumentSettings
 
 GENSIM_WIKI = "test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
-INPUT_SUFFIXES = (".jsonl", ".parquet", ".csv")
-
-
-class InputFileError(ValueError):
-    """A user file that cannot be read; the message names the file and what is wrong."""
 
 
 def stable_id(*parts: str, n: int = 12) -> str:
-    return hashlib.sha1("\x1f".join(parts).encode()).hexdigest()[:n]
+    # surrogatepass: the same id for any valid text, and an id (not a crash) for a lone surrogate.
+    return hashlib.sha1("\x1f".join(parts).encode("utf8", "surrogatepass")).hexdigest()[:n]
 
 
 def chatterbot_questions() -> pd.DataFrame:
@@ -45,26 +43,22 @@ def chatterbot_questions() -> pd.DataFrame:
 
 
 def read_table_file(path: Path, text_columns: tuple[str, ...]) -> pd.DataFrame:
-    """Read a JSONL/Parquet/CSV file; the first of `text_columns` present becomes column 'text'."""
+    """Read a JSONL/Parquet/CSV file; the first of `text_columns` present becomes column 'text'. Its values
+    are as read (strings, missing values, or whatever else the file holds): `cell_text` sorts them."""
     try:
         if path.suffix == ".jsonl":
-            rows = []
-            with open(path, encoding="utf8") as f:
-                for n, line in enumerate(f, 1):
-                    if line.strip():
-                        try:
-                            rows.append(json.loads(line))
-                        except json.JSONDecodeError as exc:
-                            raise InputFileError(f"{path}: line {n} is not valid JSON ({exc.msg})") from exc
-            df = pd.DataFrame(rows)
+            df = _read_jsonl(path)
         elif path.suffix == ".parquet":
             df = pd.read_parquet(path)
         elif path.suffix == ".csv":
-            df = pd.read_csv(path)
+            # Every cell as written: "007" stays "007", "NA" stays text; an empty cell is "".
+            df = pd.read_csv(path, dtype=str, keep_default_na=False)
         else:
             raise InputFileError(f"{path}: unsupported file type (use {', '.join(INPUT_SUFFIXES)})")
     except InputFileError:
         raise
+    except UnicodeDecodeError as exc:
+        raise InputFileError(f"{path}: is not UTF-8 text (byte 0x{exc.object[exc.start]:02x})") from exc
     except Exception as exc:  # pyarrow/pandas raise many types for a corrupt file
         raise InputFileError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from exc
     col = next((c for c in text_columns if c in df.columns), None)
@@ -72,18 +66,64 @@ def read_table_file(path: Path, text_columns: tuple[str, ...]) -> pd.DataFrame:
         raise InputFileError(
             f"{path}: needs one of the columns {list(text_columns)}; found {list(df.columns)}"
         )
-    df = df.rename(columns={col: "text"})
-    df["text"] = df["text"].astype("string").fillna("")
-    return df
+    return df.rename(columns={col: "text"})
 
 
-def read_user_query_files(folder: Path) -> pd.DataFrame:
-    frames = []
-    for path in sorted(folder.glob("*")) if folder.exists() else []:
-        if path.suffix in INPUT_SUFFIXES:
-            df = read_table_file(path, ("query", "question", "text", "prompt"))
-            frames.append(pd.DataFrame({"query": df["text"].str.strip(), "source": f"user/{path.name}"}))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["query", "source"])
+_JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+
+
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    """One JSON object per line; an error names the line (bytes are decoded per line for that)."""
+    rows = []
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8-sig" if n == 1 else "utf8")  # a BOM may open the file
+            except UnicodeDecodeError as exc:
+                raise InputFileError(
+                    f"{path}: line {n} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
+                ) from exc
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                cut = "" if raw.endswith(b"\n") else "; the file may be cut short"
+                raise InputFileError(f"{path}: line {n} is not valid JSON ({exc.msg}{cut})") from exc
+            if not isinstance(row, dict):
+                what = _JSON_TYPES.get(type(row), "null")
+                raise InputFileError(f"{path}: line {n} is {what}, not a JSON object with a text field")
+            rows.append(row)
+    # object: keep each value as parsed (a text with a lone surrogate from a JSON escape would make pandas'
+    # Arrow-backed strings raise here; `read_document_shard` counts it instead).
+    return pd.DataFrame(rows, dtype=object)
+
+
+def cell_text(value: object) -> tuple[str, str | None]:
+    """A text cell as a string, and why it is refused (None when usable). A missing value is "" (an empty
+    text); a list, dict, number or anything else is refused as "not_text", never turned into its repr."""
+    if isinstance(value, str):
+        return value, None
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return "", None
+    return "", "not_text"
+
+
+def read_user_query_files(folder: Path) -> tuple[pd.DataFrame, list[Refusal]]:
+    """Queries from the user's files, and the entries refused as the document inbox refuses them (a symlink
+    out of the folder is never read). Cells that are not text become "" (dropped for their length)."""
+    frames, refused = [], []
+    root = folder.resolve()
+    for path in sorted(folder.iterdir()) if folder.exists() else []:
+        problem = entry_problem(path, root) or ("is empty (0 bytes)" if path.stat().st_size == 0 else None)
+        if problem:
+            refused.append(Refusal(path.name, problem))
+            continue
+        df = read_table_file(path, ("query", "question", "text", "prompt"))
+        queries = pd.Series([cell_text(v)[0] for v in df["text"]], dtype=object).str.strip()
+        frames.append(pd.DataFrame({"query": queries, "source": f"user/{path.name}"}))
+    queries = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["query", "source"])
+    return queries, refused
 
 
 def wikipedia_articles() -> list[tuple[str, str]]:
@@ -165,6 +205,11 @@ def write_builtin_shards(folder: Path, n_shards: int, docs_per_shard: int) -> li
 
 
 DOCUMENT_COLUMNS = ["doc_id", "source_doc_id", "passage", "offset", "title", "text", "source_chars"]
+# Typed even when a shard keeps no passage, so an empty partition reads back like any other.
+DOCUMENT_DTYPES = {
+    **dict.fromkeys(["doc_id", "source_doc_id", "title", "text"], "str"),
+    **dict.fromkeys(["passage", "offset", "source_chars"], "int64"),
+}
 
 
 @dataclass(frozen=True)
@@ -175,6 +220,8 @@ class SourceDocument:
     row: int
     title: str
     text: str
+    refused: str | None = None  # why the text is unusable ("not_text": a list, dict, number...); text is ""
+    title_fix: str | None = None  # "cut" (longer than the cap) or "not_text" (replaced by the fallback)
 
 
 @dataclass
@@ -188,32 +235,85 @@ class ShardTally:
     kept_chars: int = 0
     cut_documents: int = 0  # longer than max_source_chars: split up to a boundary before that length
     # Source documents dropped whole, and passages of the kept ones that are not rows.
-    dropped: dict[str, int] = field(default_factory=lambda: {"empty": 0, "too_short": 0, "duplicate": 0})
+    dropped: dict[str, int] = field(
+        default_factory=lambda: {
+            "empty": 0,
+            "too_short": 0,
+            "duplicate": 0,  # the exact text of an earlier row of the shard
+            "not_text": 0,
+            "invalid_unicode": 0,  # lone surrogates (from JSON escapes): not storable as UTF-8
+        }
+    )
     passages_dropped: dict[str, int] = field(default_factory=lambda: {"short": 0, "not_sampled": 0})
+    # Titles changed before any model sees them: cut to max_title_chars, or not text (the fallback is used).
+    titles: dict[str, int] = field(default_factory=lambda: {"cut": 0, "not_text": 0})
 
 
-def source_documents(path: Path) -> Iterator[SourceDocument]:
+def source_documents(path: Path, max_title_chars: int = 300) -> Iterator[SourceDocument]:
     """The rows of a shard file with their stable ids, in file order. Raises `InputFileError`."""
     df = read_table_file(path, ("text", "content", "document", "body"))
-    titles = df["title"].astype("string").fillna("") if "title" in df.columns else [""] * len(df)
-    for i, (title, text) in enumerate(zip(titles, df["text"], strict=True)):
-        yield SourceDocument(stable_id(path.name, str(i), text[:200]), i, title or f"{path.stem} #{i}", text)
+    titles = df["title"] if "title" in df.columns else [None] * len(df)
+    for i, (title, value) in enumerate(zip(titles, df["text"], strict=True)):
+        text, refused = cell_text(value)
+        fallback = f"{path.stem} #{i}"
+        title, title_fix = _title(title, max_title_chars)
+        yield SourceDocument(
+            stable_id(path.name, str(i), text[:200]), i, title or fallback, text, refused, title_fix
+        )
+
+
+def _title(value: object, max_chars: int) -> tuple[str, str | None]:
+    """A row's title, cut to `max_chars` (a 489 KB title once ran uncut into the teacher), and how it was
+    changed; "" when it has none or it is not text (the caller then uses the fallback)."""
+    title, refused = cell_text(value)
+    if refused is None and not _encodable(title[:max_chars]):
+        refused = "not_text"
+    if refused is not None:
+        return "", refused
+    if len(title) > max_chars:
+        return title[:max_chars], "cut"
+    return title, None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def read_document_shard(path: Path, settings: DocumentSettings) -> tuple[pd.DataFrame, ShardTally]:
     """One shard file → one row per kept passage (`DOCUMENT_COLUMNS`) and what became of the rest."""
     tally, rows, seen = ShardTally(), [], set()
-    for doc in source_documents(path):
+    for doc in source_documents(path, settings.max_title_chars):
         tally.source_documents += 1
         tally.source_chars += len(doc.text)
-        if not doc.text or doc.text.isspace():  # not .strip(): that copies a text of any size
-            tally.dropped["empty"] += 1
-        elif doc.source_doc_id in seen:
-            tally.dropped["duplicate"] += 1
+        if doc.title_fix:
+            tally.titles[doc.title_fix] += 1
+        reason = _drop_reason(doc, seen)
+        if reason:
+            tally.dropped[reason] += 1
         else:
-            seen.add(doc.source_doc_id)
             rows += document_passages(doc, settings, tally)
-    return pd.DataFrame(rows, columns=DOCUMENT_COLUMNS), tally
+    df = pd.DataFrame(rows, columns=DOCUMENT_COLUMNS)
+    return df.astype(DOCUMENT_DTYPES) if df.empty else df, tally
+
+
+def _drop_reason(doc: SourceDocument, seen: set[bytes]) -> str | None:
+    """Why a whole document is dropped (None when it is kept); `seen` holds the kept texts' hashes."""
+    if doc.refused:
+        return doc.refused
+    if not doc.text or doc.text.isspace():  # not .strip(): that copies a text of any size
+        return "empty"
+    try:
+        digest = hashlib.sha1(doc.text.encode("utf8")).digest()
+    except UnicodeEncodeError:
+        return "invalid_unicode"
+    if digest in seen:
+        return "duplicate"
+    seen.add(digest)
+    return None
 
 
 def document_passages(doc: SourceDocument, settings: DocumentSettings, tally: ShardTally) -> list[dict]:

@@ -57,8 +57,21 @@ def default_home() -> Path:
     return Path(os.environ.get("FI_HOME", ".fi")).resolve()
 
 
+# Longer names are shortened (and hashed): with ".parquet" or a temp suffix they must fit a 255-byte file name.
+_MAX_NAME = 200
+
+
 def safe_name(text: str) -> str:
-    return _SAFE.sub("_", text)
+    """A file name for `text`, one-to-one: a name of safe ASCII characters is kept as it is (so existing
+    warehouses still work); any other keeps its safe characters and gets "~" and a hash of the exact name.
+    "~" is never safe, so a hashed name cannot equal a kept one, and it is never "." or "..": the result is
+    always one path component."""
+    sanitized = _SAFE.sub("_", text)
+    if sanitized == text and text not in ("", ".", "..") and len(text) <= _MAX_NAME:
+        return text
+    # surrogateescape: a file name that is not valid UTF-8 still hashes to its own bytes.
+    digest = hashlib.sha1(text.encode("utf8", "surrogateescape")).hexdigest()[:10]
+    return f"{sanitized[: _MAX_NAME - 11]}~{digest}"
 
 
 def _sha256_file(path: Path, h: hashlib._Hash | None = None) -> hashlib._Hash:

@@ -40,10 +40,20 @@ def passage_stats(df: pd.DataFrame, tally: ShardTally) -> dict[str, object]:
         "cut_documents": tally.cut_documents,
         "dropped": Counts(tally.dropped, total=tally.source_documents),
         "passages_dropped": Counts(tally.passages_dropped, total=tally.passages_split),
+        "titles_changed": Counts(tally.titles, total=tally.source_documents),
         "passages_per_document": round(len(df) / kept_documents, 2) if kept_documents else 0.0,
         "mean_chars": round(float(df["text"].str.len().mean()), 1) if len(df) else 0.0,
         "sample": Sample(df, ["doc_id", "passage", "offset", "title", "text"]),
+        "empty_reason": empty_reason(tally) if df.empty else None,
     }
+
+
+def empty_reason(tally: ShardTally) -> str:
+    """Why a shard gave no passage: an empty partition downstream assets pass through, said in words."""
+    if not tally.source_documents:
+        return "the file has no rows"
+    causes = ", ".join(f"{k} {v}" for k, v in tally.dropped.items() if v)
+    return f"all {tally.source_documents} documents were dropped ({causes or 'no usable passage'})"
 
 
 def _share(part: int, whole: int) -> float:
@@ -61,7 +71,8 @@ def describe_documents(
         {
             "doc_id": documents["doc_id"],
             "shard": documents["shard"],
-            "description": descriptions,
+            # A Series of str: an empty shard's [] would otherwise be a float column.
+            "description": pd.Series(descriptions, index=documents.index, dtype="str"),
             "teacher": describer.name,
         }
     )

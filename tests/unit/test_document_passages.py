@@ -54,7 +54,7 @@ def test_one_row_per_kept_passage_with_its_place_in_the_source(shard):
     long = df[df["title"] == "Long"]
     assert long["passage"].tolist() == list(range(len(long))) and len(long) > 3
     assert long["doc_id"].tolist() == [f"{long['source_doc_id'].iloc[0]}-{i:03d}" for i in range(len(long))]
-    assert tally.dropped == {"empty": 1, "too_short": 1, "duplicate": 0}
+    assert tally.dropped == {"empty": 1, "too_short": 1, "duplicate": 0, "not_text": 0, "invalid_unicode": 0}
     assert tally.cut_documents == 1  # the huge one is split up to 50,000 characters only
     huge = df[df["title"] == "Huge"]
     assert (huge["offset"] + huge["text"].str.len()).max() <= 50_000
