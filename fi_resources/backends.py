@@ -11,14 +11,17 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import requests
+import urllib3
 
 from fi_resources.parts import Progress, TextGenerator
 
@@ -111,19 +114,42 @@ class LocalBackend:
 
 
 # ---- OpenAI-compatible HTTP ----------------------------------------------------------------------
+def redact_url(url: str) -> str:
+    """`url` without its `user:password@` part: what may go into logs, errors and metadata."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def _url_credentials(url: str) -> tuple[str, str] | None:
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return None
+    return unquote(parts.username or ""), unquote(parts.password or "")
+
+
 @dataclass
 class HTTPConfig:
-    """How to reach an OpenAI-compatible server (vLLM, llama.cpp server, Ollama, fi_resources.serve)."""
+    """How to reach an OpenAI-compatible server (vLLM, llama.cpp server, Ollama, fi_resources.serve).
+
+    Credentials in `base_url` (http://user:pass@host/v1) are moved to `auth` (HTTP basic auth) and removed
+    from the URL, so the URL can be logged, shown and recorded.
+    """
 
     base_url: str  # e.g. http://127.0.0.1:8000/v1 (a missing /v1 is added)
     model: str  # the served model name
     endpoint: Literal["completions", "chat"] = "completions"
     concurrency: int = 8  # requests in flight at once
-    timeout_s: float = 120.0  # per request: to connect, and between bytes of the answer
+    timeout_s: float = 120.0  # to connect, and the longest wait for the next bytes of an answer
+    request_deadline_s: float = 120.0  # wall-clock limit of one request, the whole answer body included
+    total_deadline_s: float = 600.0  # wall-clock limit of one prompt: all its attempts and backoff waits
     max_retries: int = 5  # after the first attempt, on connection errors, timeouts, 429 and 5xx
     backoff_s: float = 0.5  # first retry delay; doubles each retry, with jitter, capped at backoff_max_s
     backoff_max_s: float = 8.0
-    api_key: str = ""
+    max_response_bytes: int = 16 * 2**20  # a larger answer is an error, not a memory hog
+    api_key: str = field(default="", repr=False)  # sent as a bearer token; never shown
+    auth: tuple[str, str] | None = field(default=None, repr=False)  # basic auth (user:pass@ in base_url)
     temperature: float = 0.0  # greedy by default, so outputs are reproducible and cacheable
     version: str = ""  # bump when the served weights change (servers do not expose a weight hash)
     tokenizer: str = ""  # local path or hub name whose chat template chat_prompt() applies (completions mode)
@@ -132,17 +158,54 @@ class HTTPConfig:
     def __post_init__(self) -> None:
         if not self.base_url:
             raise ValueError("HTTPConfig.base_url is empty: give the server's URL, e.g. http://host:8000/v1")
+        # First of all, so that no message below can echo a password.
+        credentials = _url_credentials(self.base_url)
+        self.base_url = redact_url(self.base_url)
+        if credentials:
+            if self.api_key:
+                raise ValueError(
+                    f"credentials in the URL of {self.base_url} and an API key: give one of them (both would "
+                    "be the Authorization header)"
+                )
+            self.auth = credentials
         if not self.model:
             raise ValueError(f"HTTPConfig.model is empty: name the model served at {self.base_url}")
         if self.endpoint not in ("completions", "chat"):
             raise ValueError(f"endpoint must be 'completions' or 'chat', not {self.endpoint!r}")
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, not {self.concurrency}")
+        for name in ("timeout_s", "request_deadline_s", "total_deadline_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, not {getattr(self, name)!r}")
+        if self.max_retries < 0:
+            raise ValueError(f"max_retries must be 0 or more, not {self.max_retries}")
         url = self.base_url.rstrip("/")
         self.base_url = url if url.endswith("/v1") else url + "/v1"
 
 
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+class _Stopped(BackendError):
+    """A prompt gave up because another prompt of the same generate() call failed."""
+
+
+class _Retryable(Exception):
+    """One attempt failed in a way a later attempt may not (connection, timeout, cut-off answer)."""
+
+
+def _os_reason(exc: BaseException) -> str:
+    """The OS-level reason inside a requests/urllib3 error ("[Errno 111] Connection refused"), else its text."""
+    text = str(exc)
+    found = re.search(r"\[Errno -?\d+\] [^'\")\]]+", text)
+    return found.group(0).strip() if found else text[:300]
+
+
+def _set_read_timeout(response: requests.Response, seconds: float) -> None:
+    """Bound the next socket read of a streamed answer (urllib3 resets it on the connection's next request)."""
+    sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+    if sock is not None:
+        sock.settimeout(max(0.001, seconds))
 
 
 def _retry_after(value: str | None, cap_s: float = 60.0) -> float:
@@ -165,7 +228,7 @@ class HTTPBackend:
 
     def __init__(self, config: HTTPConfig):
         self.config = config
-        self.model_id = f"{config.base_url}#{config.model}"
+        self.model_id = f"{config.base_url}#{config.model}"  # base_url holds no credentials
         self.name = config.model
         self.stats = BackendStats()
         self._local = threading.local()
@@ -177,8 +240,12 @@ class HTTPBackend:
         s = getattr(self._local, "session", None)
         if s is None:
             s = requests.Session()
+            # Uncompressed answers: the body is read chunk by chunk against the request deadline.
+            s.headers["Accept-Encoding"] = "identity"
             if self.config.api_key:
                 s.headers["Authorization"] = f"Bearer {self.config.api_key}"
+            if self.config.auth:
+                s.auth = self.config.auth
             self._local.session = s
         return s
 
@@ -237,58 +304,124 @@ class HTTPBackend:
 
     def _parse(self, payload: object) -> tuple[str, int]:
         try:
-            choice = payload["choices"][0]  # type: ignore[index]
+            if not isinstance(payload, dict):
+                raise TypeError(f"the answer is a JSON {type(payload).__name__}, not an object")
+            choice = payload["choices"][0]
             text = choice["text"] if self.config.endpoint == "completions" else choice["message"]["content"]
             if not isinstance(text, str):
                 raise TypeError(f"text is {type(text).__name__}")
-            usage = payload.get("usage") or {}  # type: ignore[union-attr]
+            usage = payload.get("usage") or {}
             return text, int(usage.get("completion_tokens") or 0)
-        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
             raise BackendError(
                 f"{self.url} returned a response without completion text ({exc!r}): {str(payload)[:300]}"
             ) from exc
 
-    def _request(self, prompt: str, max_new_tokens: int, stop: str | None) -> str:
+    def _read_body(self, r: requests.Response, deadline: float) -> bytes:
+        """The whole answer body, read in chunks so that a server dripping bytes meets the deadline too."""
+        c = self.config
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _Retryable(
+                    f"request deadline of {c.request_deadline_s:g} s exceeded while reading the answer body "
+                    f"({size} bytes received)"
+                )
+            _set_read_timeout(r, min(c.timeout_s, left))
+            try:
+                chunk = r.raw.read1(65536)
+            except urllib3.exceptions.ReadTimeoutError as exc:
+                if left <= c.timeout_s:
+                    continue  # the wait was cut to the deadline: reported at the top of the loop
+                raise _Retryable(f"no bytes of the answer body for {c.timeout_s:g} s (timeout_s)") from exc
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                raise _Retryable(f"the answer body broke off after {size} bytes: {_os_reason(exc)}") from exc
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > c.max_response_bytes:
+                raise BackendError(
+                    f"{self.url} sent an answer over max_response_bytes={c.max_response_bytes} (not retried)"
+                )
+            chunks.append(chunk)
+
+    def _post(self, body: dict, deadline: float) -> tuple[int, Mapping[str, str], bytes]:
+        """One attempt: status, headers and body, all within `deadline` (time.monotonic)."""
+        c = self.config
+        wait = min(c.timeout_s, max(0.001, deadline - time.monotonic()))
+        try:
+            r = self._session().post(self.url, json=body, timeout=(wait, wait), stream=True)
+        except requests.ConnectTimeout as exc:
+            raise _Retryable(f"connecting timed out after {wait:.3g} s") from exc
+        except requests.Timeout as exc:
+            raise _Retryable(f"no answer within {wait:.3g} s of sending the request") from exc
+        except requests.ConnectionError as exc:
+            raise _Retryable(f"connection failed: {_os_reason(exc)}") from exc
+        with r:
+            return r.status_code, r.headers, self._read_body(r, deadline)
+
+    def _answer(self, data: bytes) -> str:
+        try:
+            payload = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            text = data[:300].decode("utf-8", "replace")
+            raise BackendError(f"{self.url} returned malformed JSON: {text!r}") from exc
+        text, tokens = self._parse(payload)
+        with self._lock:
+            self.stats.tokens += tokens
+        return text
+
+    def _backoff(self, attempt: int) -> float:
+        # Exponential backoff with jitter, so many workers do not retry in lock-step.
+        delay = min(self.config.backoff_max_s, self.config.backoff_s * 2 ** (attempt - 1))
+        return random.uniform(delay / 2, delay)
+
+    def _request(
+        self, prompt: str, max_new_tokens: int, stop: str | None, cancel: threading.Event | None = None
+    ) -> str:
         c = self.config
         body = self._body(prompt, max_new_tokens, stop)
-        last: str = ""
-        wait_at_least = 0.0
+        start = time.monotonic()
+        give_up = start + c.total_deadline_s
+        last = ""
+        wait_at_least = 0.0  # a server's Retry-After (429/503), honoured up to a minute
+        attempts = 0
+        cancel = cancel or threading.Event()
         for attempt in range(c.max_retries + 1):
+            pause = max(wait_at_least, self._backoff(attempt)) if attempt else 0.0
+            if attempt and time.monotonic() + pause >= give_up:
+                break  # the wait alone would overrun the deadline: fail now
+            if cancel.wait(pause):
+                raise _Stopped(f"{self.url}: stopped, another prompt of this call failed")
             if attempt:
-                # Exponential backoff with jitter, so many workers do not retry in lock-step; a server's
-                # Retry-After (429/503) is honoured up to a minute.
-                delay = min(c.backoff_max_s, c.backoff_s * 2 ** (attempt - 1))
-                time.sleep(max(wait_at_least, random.uniform(delay / 2, delay)))
                 with self._lock:
                     self.stats.retries += 1
+            now = time.monotonic()
+            if now >= give_up:
+                break
+            attempts += 1
             with self._lock:
                 self.stats.requests += 1
             try:
-                r = self._session().post(self.url, json=body, timeout=c.timeout_s)
-            except (
-                requests.ConnectionError,
-                requests.Timeout,
-                requests.exceptions.ChunkedEncodingError,
-            ) as exc:
-                last = f"{type(exc).__name__}: {exc}"
+                status, headers, data = self._post(body, now + min(c.request_deadline_s, give_up - now))
+            except _Retryable as exc:
+                last = str(exc)
                 continue
-            if r.status_code in _RETRY_STATUS:
-                last = f"HTTP {r.status_code}: {r.text[:200]}"
-                wait_at_least = _retry_after(r.headers.get("Retry-After"))
+            if status in _RETRY_STATUS:
+                last = f"HTTP {status}: {data[:200].decode('utf-8', 'replace')}"
+                wait_at_least = _retry_after(headers.get("Retry-After"))
                 continue
-            if r.status_code != 200:
-                raise BackendError(f"{self.url} answered HTTP {r.status_code} (not retried): {r.text[:300]}")
-            try:
-                payload = r.json()
-            except (json.JSONDecodeError, ValueError) as exc:
-                raise BackendError(f"{self.url} returned malformed JSON: {r.text[:300]!r}") from exc
-            text, tokens = self._parse(payload)
-            with self._lock:
-                self.stats.tokens += tokens
-            return text
+            if status != 200:
+                text = data[:300].decode("utf-8", "replace")
+                raise BackendError(f"{self.url} answered HTTP {status} (not retried): {text}")
+            return self._answer(data)
+        elapsed = time.monotonic() - start
+        why = "" if attempts == c.max_retries + 1 else f" (total_deadline_s={c.total_deadline_s:g} reached)"
         raise BackendError(
-            f"LLM endpoint {self.url} (model {c.model!r}) failed after {c.max_retries + 1} attempts; "
-            f"last error: {last}. Is the server running and reachable?"
+            f"LLM endpoint {self.url} (model {c.model!r}) failed after {attempts} attempts in {elapsed:.1f} s"
+            f"{why}; last error: {last}. Is the server running and reachable?"
         )
 
     def generate(
@@ -303,16 +436,33 @@ class HTTPBackend:
         out: list[str] = [""] * len(prompts)
         done = 0
         with ThreadPoolExecutor(max_workers=self.config.concurrency, thread_name_prefix="llm-http") as pool:
-            futures = {pool.submit(self._request, p, max_new_tokens, stop): i for i, p in enumerate(prompts)}
+            # Set on the first failure: the other prompts stop retrying instead of each running to its deadline.
+            cancel = threading.Event()
+            failures: list[BaseException] = []
+
+            def request(prompt: str) -> str:
+                try:
+                    return self._request(prompt, max_new_tokens, stop, cancel)
+                except _Stopped:
+                    raise
+                except BaseException as exc:
+                    failures.append(exc)
+                    cancel.set()  # before this worker takes the next prompt
+                    raise
+
+            futures = {pool.submit(request, p): i for i, p in enumerate(prompts)}
             try:
                 for fut in as_completed(futures):
                     out[futures[fut]] = fut.result()
                     done += 1
                     if progress:
                         progress(done, len(prompts), time.perf_counter() - start)
-            except BaseException:
+            except BaseException as exc:
+                cancel.set()
                 for f in futures:
                     f.cancel()
+                if isinstance(exc, _Stopped) and failures:
+                    raise failures[0] from None  # the cause, not a prompt that stopped because of it
                 raise
         # Servers that apply `stop` already cut there; this keeps clients of servers that ignore it identical.
         if stop:

@@ -130,7 +130,8 @@ class Endpoints:
     student_url: str = ""  # a server holding copies of the fine-tuned students, under their artifact paths
     teacher_tokenizer: str = ""  # formats prefix-forced teacher prompts (default: the served teacher's name)
     concurrency: int = 8
-    timeout_s: float = 300.0
+    timeout_s: float = 120.0  # one request, body included (also the longest wait for the next bytes)
+    total_deadline_s: float = 600.0  # one prompt, retries included
     max_retries: int = 5
 
 
@@ -170,7 +171,13 @@ class Parts:
 
     def _http_backend(self, role: str, path: str | Path | None, version: str) -> HTTPBackend | None:
         ep = self.endpoints
-        common = dict(concurrency=ep.concurrency, timeout_s=ep.timeout_s, max_retries=ep.max_retries)
+        common = dict(
+            concurrency=ep.concurrency,
+            timeout_s=ep.timeout_s,
+            request_deadline_s=ep.timeout_s,
+            total_deadline_s=ep.total_deadline_s,
+            max_retries=ep.max_retries,
+        )
         common["api_key"] = os.environ.get("FI_LLM_API_KEY", "")  # a secret: from the environment only
         if role in STUDENT_ROLES:
             if not ep.student_url:

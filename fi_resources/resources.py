@@ -45,7 +45,8 @@ class ModelsResource(dg.ConfigurableResource):
     encoder_name: str = ""  # encoder instead of the profile's (FI_ENCODER)
     student_base: str = ""  # base LM instead of the profile's (FI_STUDENT_BASE)
     llm_concurrency: int = 8  # HTTP requests in flight per backend
-    llm_timeout_s: float = 300.0  # per HTTP request
+    llm_timeout_s: float = 120.0  # wall-clock limit of one HTTP request, the answer body included
+    llm_total_deadline_s: float = 600.0  # limit of one prompt across its retries and backoff waits
     llm_max_retries: int = 5
     response_cache: bool = True  # answer repeated prompts from $FI_HOME/cache/responses.sqlite
 
@@ -76,6 +77,7 @@ class ModelsResource(dg.ConfigurableResource):
             teacher_tokenizer=self._value("teacher_tokenizer", "FI_TEACHER_TOKENIZER"),
             concurrency=self.llm_concurrency,
             timeout_s=self.llm_timeout_s,
+            total_deadline_s=self.llm_total_deadline_s,
             max_retries=self.llm_max_retries,
         )
         cache = self.warehouse.path / "cache" / "responses.sqlite" if self.response_cache else None

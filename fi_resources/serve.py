@@ -1,10 +1,15 @@
 """A small OpenAI-compatible server for a local model (the embedded models, a fine-tuned student, a test model).
 
     python -m fi_resources.serve --model PATH [--name NAME] [--host 127.0.0.1] [--port 8000] [--max-batch 16]
+        [--max-body-bytes 4194304] [--max-tokens-limit 2048] [--socket-timeout 30]
 
 Endpoints: GET /v1/models, POST /v1/completions (prompt: string or list), POST /v1/chat/completions,
 GET /health, GET /metrics (request counters, as JSON). Decoding is greedy only (temperature 0), like the
 pipeline's local backend, so a served model answers exactly what the in-process one does.
+
+Limits: a request body over --max-body-bytes is answered 413, max_tokens over --max-tokens-limit (or a
+prompt that does not fit the model's context) 400, every malformed parameter 400; a connection that sends
+nothing for --socket-timeout seconds is closed. It listens on 127.0.0.1 unless --host says otherwise.
 
 Requests that arrive together are decoded together: a single worker thread takes the queued prompts (up to
 --max-batch, waiting --batch-wait-ms for more) and runs one batched `CausalLM.generate` per max_tokens value.
@@ -26,6 +31,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from fi_resources.lm import CausalLM
 
 log = logging.getLogger("fi_resources.serve")
+
+
+MAX_BODY_BYTES = 4 * 2**20
+MAX_TOKENS_LIMIT = 2048
+SOCKET_TIMEOUT_S = 30.0
+# A too-large body up to this size is read and dropped before the 413, so that a client still sending it
+# sees the answer rather than a reset connection; a larger one is answered at once and the connection closed.
+_DRAIN_LIMIT = 64 * 2**20
 
 
 class RequestError(Exception):
@@ -127,14 +140,39 @@ class Metrics:
             return out
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is not a count
+
+
+def _number(body: dict, key: str, default: float) -> float:
+    value = body.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RequestError(400, f"{key} must be a number, not {value!r}")
+    return float(value)
+
+
 class ModelServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(
-        self, address: tuple[str, int], lm: CausalLM, name: str, max_batch: int, batch_wait_s: float
+        self,
+        address: tuple[str, int],
+        lm: CausalLM,
+        name: str,
+        max_batch: int,
+        batch_wait_s: float,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        max_tokens_limit: int = MAX_TOKENS_LIMIT,
+        socket_timeout_s: float = SOCKET_TIMEOUT_S,
     ):
         self.lm = lm
         self.model_name = name
+        self.max_body_bytes = max_body_bytes
+        self.max_tokens_limit = max_tokens_limit
+        self.socket_timeout_s = socket_timeout_s
+        self.context = getattr(lm.model.config, "max_position_embeddings", None)
         self.batcher = Batcher(lm, max_batch, batch_wait_s)
         self.metrics = Metrics()
         self.started = int(time.time())
@@ -142,22 +180,46 @@ class ModelServer(ThreadingHTTPServer):
 
     # ---- OpenAI request handling ---------------------------------------------------------------
     def _common(self, body: dict) -> tuple[int, list[str]]:
-        if body.get("model") not in (None, self.model_name):
+        model = body.get("model")
+        if model is not None and not isinstance(model, str):
+            raise RequestError(400, f"model must be a string, not {model!r}")
+        if model not in (None, self.model_name):
             raise RequestError(
-                404, f"The model {body.get('model')!r} does not exist; this server serves {self.model_name!r}"
+                404, f"The model {model!r} does not exist; this server serves {self.model_name!r}"
             )
-        if float(body.get("temperature") or 0.0) != 0.0:
+        if _number(body, "temperature", 0.0) != 0.0:
             raise RequestError(400, "only greedy decoding (temperature 0) is supported")
-        if int(body.get("n") or 1) != 1:
-            raise RequestError(400, "n must be 1")
+        n = body.get("n")
+        if n is not None and not (_is_int(n) and n == 1):
+            raise RequestError(400, f"n must be 1, not {n!r}")
+        if body.get("stream") not in (None, False):
+            raise RequestError(400, "streaming is not supported: send stream false or leave it out")
         max_tokens = body.get("max_tokens", body.get("max_completion_tokens", 16))
-        if not isinstance(max_tokens, int) or max_tokens < 1:
+        if not _is_int(max_tokens) or max_tokens < 1:
             raise RequestError(400, f"max_tokens must be a positive integer, not {max_tokens!r}")
+        if max_tokens > self.max_tokens_limit:
+            raise RequestError(
+                400, f"max_tokens {max_tokens} is over this server's limit of {self.max_tokens_limit}"
+            )
         stop = body.get("stop") or []
         stops = [stop] if isinstance(stop, str) else stop
         if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
             raise RequestError(400, "stop must be a string or a list of strings")
         return max_tokens, stops
+
+    def _check_fits(self, prompts: list[str], max_tokens: int) -> None:
+        """A prompt that cannot fit the model's context is the client's mistake (400), and would otherwise
+        cost a long, useless decode."""
+        if not self.context:
+            return
+        for i, p in enumerate(prompts):
+            n = len(self.lm.tokenizer(p)["input_ids"])
+            if n + max_tokens > self.context:
+                raise RequestError(
+                    400,
+                    f"prompt {i} is {n} tokens; with max_tokens {max_tokens} it is over the model's context "
+                    f"of {self.context} tokens",
+                )
 
     def _usage(self, prompts: list[str], texts: list[str]) -> dict:
         tok = self.lm.tokenizer
@@ -172,6 +234,7 @@ class ModelServer(ThreadingHTTPServer):
         prompts = [prompt] if isinstance(prompt, str) else prompt
         if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
             raise RequestError(400, "prompt must be a string or a non-empty list of strings")
+        self._check_fits(prompts, max_tokens)
         self.metrics.add(completion_requests=1, prompts=len(prompts))
         texts = [cut_at_stop(t, stops) for t in self.batcher.submit(prompts, max_tokens)]
         return {
@@ -193,7 +256,8 @@ class ModelServer(ThreadingHTTPServer):
             not isinstance(messages, list)
             or not messages
             or not all(
-                isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") for m in messages
+                isinstance(m, dict) and isinstance(m.get("content"), str) and isinstance(m.get("role"), str)
+                for m in messages
             )
         ):
             raise RequestError(400, "messages must be a non-empty list of {role, content} objects")
@@ -202,6 +266,7 @@ class ModelServer(ThreadingHTTPServer):
             prompt = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         else:
             prompt = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant: "
+        self._check_fits([prompt], max_tokens)
         self.metrics.add(chat_requests=1, prompts=1)
         text = cut_at_stop(self.batcher.submit([prompt], max_tokens)[0], stops)
         return {
@@ -220,20 +285,68 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: clients reuse connections
     server: ModelServer
 
+    def setup(self) -> None:
+        # Every socket read and write waits at most this long, so a client that connects and sends nothing
+        # (or stops halfway) does not hold a thread forever; the base class then closes the connection.
+        self.timeout = self.server.socket_timeout_s
+        super().setup()
+
     def log_message(self, fmt: str, *args: object) -> None:
         log.debug("%s " + fmt, self.address_string(), *args)
 
-    def _send(self, status: int, payload: dict) -> None:
+    def _send(self, status: int, payload: dict, close: bool = False) -> None:
         data = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        if close:
+            self.send_header("Connection", "close")  # also makes the base class close it after this answer
         self.end_headers()
         self.wfile.write(data)
 
-    def _error(self, status: int, message: str) -> None:
+    def _error(self, status: int, message: str, close: bool = False) -> None:
         self.server.metrics.add(errors=1)
-        self._send(status, {"error": {"message": message, "type": "invalid_request_error", "code": status}})
+        error = {"message": message, "type": "invalid_request_error", "code": status}
+        self._send(status, {"error": error}, close=close)
+
+    def _body_length(self) -> int | None:
+        """The declared body length, or None after answering why it is refused (the connection is closed:
+        what follows on it can no longer be framed)."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self._error(411, "chunked request bodies are not supported: send a Content-Length", close=True)
+            return None
+        value = self.headers.get("Content-Length") or "0"
+        if not value.isdigit():
+            self._error(400, f"Content-Length must be a non-negative integer, not {value!r}", close=True)
+            return None
+        length = int(value)
+        if length > self.server.max_body_bytes:
+            if length <= _DRAIN_LIMIT:
+                self._discard(length)
+            limit = self.server.max_body_bytes
+            self._error(
+                413, f"request body of {length} bytes is over this server's limit of {limit}", close=True
+            )
+            return None
+        return length
+
+    def _discard(self, length: int) -> None:
+        while length > 0:
+            chunk = self.rfile.read(min(length, 2**16))
+            if not chunk:
+                return
+            length -= len(chunk)
+
+    def handle_expect_100(self) -> bool:
+        # A client that asks first (Expect: 100-continue) is told 413 before it sends a too-large body.
+        length = self.headers.get("Content-Length") or "0"
+        if length.isdigit() and int(length) > self.server.max_body_bytes:
+            limit = self.server.max_body_bytes
+            self._error(
+                413, f"request body of {length} bytes is over this server's limit of {limit}", close=True
+            )
+            return False
+        return super().handle_expect_100()
 
     def do_GET(self) -> None:
         self.server.metrics.add(requests=1)
@@ -258,7 +371,10 @@ class Handler(BaseHTTPRequestHandler):
             routes = {"/v1/completions": self.server.completions, "/v1/chat/completions": self.server.chat}
             # Read the body whatever the route: an unread body would corrupt the next request on this
             # keep-alive connection.
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            length = self._body_length()
+            if length is None:
+                return
+            raw = self.rfile.read(length)
             if path not in routes:
                 self._error(404, f"no route POST {path}")
                 return
@@ -288,9 +404,15 @@ def make_server(
     port: int = 8000,
     max_batch: int = 16,
     batch_wait_ms: float = 5.0,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    max_tokens_limit: int = MAX_TOKENS_LIMIT,
+    socket_timeout_s: float = SOCKET_TIMEOUT_S,
 ) -> ModelServer:
     lm = CausalLM(model, name=name or model)
-    return ModelServer((host, port), lm, name or model, max_batch, batch_wait_ms / 1000)
+    limits = dict(
+        max_body_bytes=max_body_bytes, max_tokens_limit=max_tokens_limit, socket_timeout_s=socket_timeout_s
+    )
+    return ModelServer((host, port), lm, name or model, max_batch, batch_wait_ms / 1000, **limits)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -301,9 +423,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     parser.add_argument("--max-batch", type=int, default=16)
     parser.add_argument("--batch-wait-ms", type=float, default=5.0)
+    parser.add_argument(
+        "--max-body-bytes", type=int, default=MAX_BODY_BYTES, help="larger request bodies are answered 413"
+    )
+    parser.add_argument(
+        "--max-tokens-limit", type=int, default=MAX_TOKENS_LIMIT, help="larger max_tokens is answered 400"
+    )
+    parser.add_argument(
+        "--socket-timeout",
+        type=float,
+        default=SOCKET_TIMEOUT_S,
+        help="seconds a connection may stay silent (idle keep-alive, or a client stalled mid-request)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    server = make_server(args.model, args.name, args.host, args.port, args.max_batch, args.batch_wait_ms)
+    server = make_server(
+        args.model,
+        args.name,
+        args.host,
+        args.port,
+        args.max_batch,
+        args.batch_wait_ms,
+        max_body_bytes=args.max_body_bytes,
+        max_tokens_limit=args.max_tokens_limit,
+        socket_timeout_s=args.socket_timeout,
+    )
     host, port = server.server_address[:2]
     # Tests and scripts wait for this line (and read the port from it when --port 0).
     print(f"serving {server.model_name!r} on http://{host}:{port}/v1", flush=True)
