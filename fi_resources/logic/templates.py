@@ -227,12 +227,21 @@ _WORD = re.compile(r"[A-Za-z][A-Za-z'’-]+")
 
 
 def _stem(word: str) -> str:
-    return word.casefold().strip("'’")[:5]
+    """A word without case, possessive or plural ending ("Countries" → "country"): a five-letter prefix
+    matched "county" to "country" and "related" to "relativity"."""
+    w = re.sub(r"['’]s?$", "", word.casefold())
+    if len(w) > 4 and w.endswith("ies"):
+        return w[:-3] + "y"
+    if len(w) > 4 and w.endswith(("ches", "shes", "sses", "xes")):
+        return w[:-2]
+    if len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        return w[:-1]
+    return w
 
 
 def asked_words(template: str) -> set[str]:
     """Stems of what a template asks besides its slots ("What currency is used in <fi>a country</fi>?" →
-    {"curre", "used"}); empty for a pure "What is <fi>x</fi>?" question, which any definition answers."""
+    {"currency", "used"}); empty for a pure "What is <fi>x</fi>?" question, which any definition answers."""
     literal = _SLOT_RE.sub(" ", template)
     return {_stem(w) for w in _WORD.findall(literal) if len(w) > 2 and w.casefold() not in _FUNCTION_WORDS}
 

@@ -36,11 +36,14 @@ def test_recover_fillers_reads_slot_values_back():
 
 def test_asked_words_and_coverage():
     words = asked_words("What currency is used in <fi>a country</fi>?")
-    assert words == {"curre", "used"}
+    assert words == {"currency", "used"}
     assert asked_words("What is <fi>a concept</fi>?") == set()
     assert asked_coverage(words, "The currency used in Algeria is the dinar.") == 1.0
     assert asked_coverage(words, "Algeria is a country in North Africa.") == 0.0
     assert asked_coverage(set(), "anything") == 1.0
+    # Plurals and possessives match; a shared prefix does not ("county" is not "country").
+    assert asked_coverage(asked_words("Which country is known as <fi>a nickname</fi>?"), "Macon County") == 0.0
+    assert asked_coverage({"country"}, "Countries' borders") == 1.0
 
 
 def test_template_anchors_cap_the_score():
