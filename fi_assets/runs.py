@@ -96,3 +96,17 @@ def patch_blocked_wait() -> None:
 
 
 patch_blocked_wait()
+
+
+def main() -> int:
+    """`make reap` (and the start of `make ui`): reap dead runs of the instance in DAGSTER_HOME."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    log.setLevel(logging.INFO)  # our lines, not the storage's migration chatter
+    with dg.DagsterInstance.get() as instance:
+        reaped = reap_dead_runs(instance)
+    log.info("reaped %d dead run(s)", len(reaped))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
