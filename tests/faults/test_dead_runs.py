@@ -83,7 +83,9 @@ def test_killed_run_is_reaped_and_its_rerun_finishes(instance: dg.DagsterInstanc
     run = instance.get_run_by_id(run_id)
     assert run.status == dg.DagsterRunStatus.FAILURE
     assert run_id not in slot_holders(instance) | pending_runs(instance)
-    assert f"Run process {proc.pid}" in instance.get_records_for_run(run_id).records[-1].event_log_entry.message
+    assert (
+        f"Run process {proc.pid}" in instance.get_records_for_run(run_id).records[-1].event_log_entry.message
+    )
 
     rerun = start_worker(0)
     assert rerun.wait(60) == 0
