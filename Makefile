@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test ui lint bench clean
+.PHONY: install demo test ui reap lint bench clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -33,7 +33,12 @@ test: $(STAMP)
 ui: $(STAMP)
 	@# Skip Dagster's one-time newsletter pop-up.
 	@mkdir -p .nux && test -f .nux/nux.yaml || printf 'seen: 1\n' > .nux/nux.yaml
+	@# A demo run killed earlier (no daemon watched it) would keep the lm pool; fail it and free its slots.
+	$(PY) -m fi_assets.runs
 	$(VENV)/bin/dagster dev -h 127.0.0.1 -p $${FI_UI_PORT:-3000}
+
+reap: $(STAMP)
+	$(PY) -m fi_assets.runs
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -8,6 +8,7 @@ import dagster as dg
 from fi_assets import corpus, documents, generation, judging, retrieval, templates
 from fi_assets.automation import jobs, new_shard_sensor, stale_shard_schedule
 from fi_assets.checks import checks
+from fi_assets.runs import patch_blocked_wait
 from fi_assets.versioning import with_settings_versions
 from fi_resources.io_manager import WarehouseIOManager
 from fi_resources.profiles import get_profile
@@ -17,6 +18,8 @@ from fi_resources.settings import settings_file_overrides
 # Never let a model or tokenizer call reach a hub: a wrong path must fail at once.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# A step blocked on the lm pool sleeps instead of spinning a core (see fi_assets.runs).
+patch_blocked_wait()
 
 # As written in the modules, with their own code versions (`build_definitions` adds the settings hash).
 all_assets = dg.load_assets_from_modules([templates, documents, retrieval, generation, judging, corpus])

@@ -19,6 +19,7 @@ from fi_assets.automation import STAGES, asset_names, log_refusals, scan_shards
 from fi_assets.checks import checks
 from fi_assets.common import document_shards
 from fi_assets.definitions import build_definitions, build_resources
+from fi_assets.runs import reap_dead_runs, run_tags
 from fi_assets.versioning import StaleAssets
 from fi_resources.logic.audit import confusion
 
@@ -65,7 +66,7 @@ def run_pipeline(resources: dict, instance: dg.DagsterInstance, fresh: bool = Fa
                     partition_key=key,
                     instance=instance,
                     resources=resources,
-                    tags={"fi/stage": stage},
+                    tags={"fi/stage": stage, **run_tags()},
                     run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
                     raise_on_error=False,
                 )
@@ -123,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     resources = build_resources(args.profile)
     start = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
+        # An earlier demo killed mid-run (e.g. out of memory) would otherwise hold the lm pool forever.
+        reap_dead_runs(instance)
         timings = run_pipeline(resources, instance, fresh=args.fresh)
     summary = {
         "seconds_total": round(time.perf_counter() - start, 1),
