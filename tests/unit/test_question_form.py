@@ -42,7 +42,9 @@ def test_asked_words_and_coverage():
     assert asked_coverage(words, "Algeria is a country in North Africa.") == 0.0
     assert asked_coverage(set(), "anything") == 1.0
     # Plurals and possessives match; a shared prefix does not ("county" is not "country").
-    assert asked_coverage(asked_words("Which country is known as <fi>a nickname</fi>?"), "Macon County") == 0.0
+    assert (
+        asked_coverage(asked_words("Which country is known as <fi>a nickname</fi>?"), "Macon County") == 0.0
+    )
     assert asked_coverage({"country"}, "Countries' borders") == 1.0
 
 
