@@ -10,13 +10,11 @@ import pandas as pd
 import pytest
 
 from fi_assets.documents import documents
-from fi_resources.io_manager import WarehouseIOManager
-from fi_resources.resources import DocumentSettingsResource, InboxSettingsResource, WarehouseResource
 from fi_resources.settings import DocumentSettings
 from fi_resources.sources import DOCUMENT_COLUMNS, InputFileError, read_document_shard
 from fi_resources.stages.documents import describe_documents, shard_documents
 from fi_resources.warehouse import Warehouse
-from tests.faults.conftest import GOOD_TEXT, good_shard, write_jsonl
+from tests.faults.conftest import GOOD_TEXT, documents_resources, good_shard, write_jsonl
 
 SETTINGS = DocumentSettings()
 
@@ -189,13 +187,8 @@ def test_a_shard_with_no_surviving_document_is_an_empty_typed_partition(
 ):
     (inbox / name).write_text(content)
     good_shard(inbox / "good.jsonl")
-    warehouse = WarehouseResource(home=str(tmp_path / "home"))
-    resources = {
-        "inbox": InboxSettingsResource(document_folder=str(inbox), builtin_shards=0),
-        "document_settings": DocumentSettingsResource(),
-        "warehouse": warehouse,
-        "io_manager": WarehouseIOManager(warehouse=warehouse),
-    }
+    resources = documents_resources(inbox, tmp_path / "home")
+    warehouse = resources["warehouse"]
     instance = dg.DagsterInstance.ephemeral()
     key = Path(name).stem
     instance.add_dynamic_partitions("document_shards", [key, "good"])

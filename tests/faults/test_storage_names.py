@@ -7,10 +7,8 @@ import dagster as dg
 import pytest
 
 from fi_assets.documents import documents
-from fi_resources.io_manager import WarehouseIOManager
-from fi_resources.resources import DocumentSettingsResource, InboxSettingsResource, WarehouseResource
 from fi_resources.warehouse import Warehouse, safe_name
-from tests.faults.conftest import good_shard
+from tests.faults.conftest import documents_resources, good_shard
 
 COLLIDING = [
     ("a b", "a_b"),
@@ -44,13 +42,8 @@ def test_colliding_shards_both_keep_their_rows_through_the_documents_asset(inbox
     names = ["a b", "a_b", "中文字", "日本語"]
     for name in names:
         good_shard(inbox / f"{name}.jsonl", title=name)
-    warehouse = WarehouseResource(home=str(tmp_path / "home"))
-    resources = {
-        "inbox": InboxSettingsResource(document_folder=str(inbox), builtin_shards=0),
-        "document_settings": DocumentSettingsResource(),
-        "warehouse": warehouse,
-        "io_manager": WarehouseIOManager(warehouse=warehouse),
-    }
+    resources = documents_resources(inbox, tmp_path / "home")
+    warehouse = resources["warehouse"]
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("document_shards", names)
     for name in names:
