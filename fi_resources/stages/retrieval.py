@@ -306,6 +306,14 @@ def match_threshold(settings: MatchingSettings, embedder_info: dict) -> tuple[fl
     return float(embedder_info["match_threshold"]), str(embedder_info.get("threshold_source", "embedder"))
 
 
+def _keep_hits(
+    hits: list[list[tuple[str, float]]], allowed: set[str]
+) -> tuple[list[list[tuple[str, float]]], int]:
+    """Each embedding's hits whose template is in `allowed`, and how many were dropped."""
+    kept = [[(t, c) for t, c in found if t in allowed] for found in hits]
+    return kept, sum(len(a) - len(b) for a, b in zip(hits, kept, strict=True))
+
+
 def match_documents(
     documents: pd.DataFrame,
     bank: pd.DataFrame,
@@ -334,18 +342,17 @@ def match_documents(
         doc_hits = hits[doc_i * n_emb : (doc_i + 1) * n_emb]
         if doc_hits and doc_hits[0]:
             best.append(max(found[0][1] for found in doc_hits if found))
+        found_ids = {t for found in doc_hits for t, _ in found}
         if settings.min_asked_coverage > 0:
-            kept = [
-                [(t, c) for t, c in found if asked_coverage(asked[t], text) >= settings.min_asked_coverage]
-                for found in doc_hits
-            ]
-            unanswerable += sum(len(a) - len(b) for a, b in zip(doc_hits, kept, strict=True))
-            doc_hits = kept
+            answerable = {
+                t for t in found_ids if asked_coverage(asked[t], text) >= settings.min_asked_coverage
+            }
+            doc_hits, dropped = _keep_hits(doc_hits, answerable)
+            unanswerable += dropped
         if settings.require_answer_shape:
-            shaped = {k: passage_has_answer_shape(k, text) for k in set(kinds.values())}
-            kept = [[(t, c) for t, c in found if shaped[kinds[t]]] for found in doc_hits]
-            unshaped += sum(len(a) - len(b) for a, b in zip(doc_hits, kept, strict=True))
-            doc_hits = kept
+            shaped = {k: passage_has_answer_shape(k, text) for k in {kinds[t] for t in found_ids}}
+            doc_hits, dropped = _keep_hits(doc_hits, {t for t in found_ids if shaped[kinds[t]]})
+            unshaped += dropped
         chosen = match_per_embedding(
             doc_hits,
             n_slots,
