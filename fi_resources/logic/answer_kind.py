@@ -59,9 +59,8 @@ _LOCATING_VERB = re.compile(
     re.I,
 )
 _SENTENCE_START = re.compile(r"(?:^|[.!?]\s+|\n\s*)(?:(?:a|an|the)\s+)?$", re.I)
-_OPENING_CHARS = (
-    400  # a definition that answers "What is X?" comes early; a mention deep in a report does not
-)
+# A definition that answers "What is X?" comes early; a mention deep in a report does not.
+_OPENING_CHARS = 400
 
 
 def question_kind(instruction: str) -> tuple[str, str | None]:
@@ -89,7 +88,7 @@ def question_kind(instruction: str) -> tuple[str, str | None]:
 
 def _subject_starts(subject: str, text: str) -> list[int]:
     """Where sentences of `text` open with the subject (after an article): the subject of a definition."""
-    words = [w for w in re.findall(r"\w+", subject) if w]
+    words = re.findall(r"\w+", subject)
     if not words:
         return []
     full = r"\b" + r"\W+".join(re.escape(w) for w in words) + r"(?:e?s)?\b"  # "an Academy Award" → "Awards"

@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from fi_resources.logic.answer_kind import question_kind
+from fi_resources.logic.answer_kind import template_kind
 
 OPEN_TAG = "<fi>"
 CLOSE_TAG = "</fi>"
@@ -189,10 +189,7 @@ def question_form_reason(template: Template | str) -> str | None:
         return "untyped_slot"
     if head[-1].casefold() in ("which", "what"):
         return "slot_is_asked"
-    if (
-        not asked_words(parsed.text)
-        and question_kind(fill_template(parsed, ["Xq"] * parsed.n_slots))[0] == "open"
-    ):
+    if not asked_words(parsed.text) and template_kind(parsed.text, parsed.n_slots) == "open":
         return "asks_nothing"
     return None
 
