@@ -70,13 +70,7 @@ def scan_inbox(folder: Path) -> InboxScan:
         if reason is None and path.stem in scan.shards:
             reason = f"same shard name {path.stem!r} as {scan.shards[path.stem].name!r}; rename one of them"
         if reason is None:
-            try:
-                stat = path.stat()
-            except OSError as exc:  # removed or replaced between the listing and now
-                reason = f"cannot be read ({exc.strerror})"
-            else:
-                # Often a file still being copied in: it becomes a shard on a later tick, once it has content.
-                reason = "is empty (0 bytes)" if stat.st_size == 0 else None
+            stat, reason = stat_problem(path)
         if reason is not None:
             scan.refused.append(Refusal(path.name, reason))
             continue
@@ -84,6 +78,16 @@ def scan_inbox(folder: Path) -> InboxScan:
         scan.mtimes[path.stem] = stat.st_mtime
     scan.refused.sort(key=lambda r: r.name)
     return scan
+
+
+def stat_problem(path: Path) -> tuple[os.stat_result | None, str | None]:
+    """The entry's stat, and why it cannot be read yet: gone since the listing, or empty (often a file still
+    being copied in: it is taken on a later look, once it has content)."""
+    try:
+        stat = path.stat()
+    except OSError as exc:  # removed or replaced between the listing and now
+        return None, f"cannot be read ({exc.strerror})"
+    return stat, "is empty (0 bytes)" if stat.st_size == 0 else None
 
 
 def resolve_shard(folder: Path, key: str) -> Path:

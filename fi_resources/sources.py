@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fi_resources.inbox import INPUT_SUFFIXES, InputFileError, Refusal, entry_problem
+from fi_resources.inbox import INPUT_SUFFIXES, InputFileError, Refusal, entry_problem, stat_problem
 from fi_resources.logic.passages import passage_doc_id, sample_passages, source_limit, split_passages
 from fi_resources.settings import DocumentSettings
 
@@ -115,7 +115,7 @@ def read_user_query_files(folder: Path) -> tuple[pd.DataFrame, list[Refusal]]:
     frames, refused = [], []
     root = folder.resolve()
     for path in sorted(folder.iterdir()) if folder.exists() else []:
-        problem = entry_problem(path, root) or ("is empty (0 bytes)" if path.stat().st_size == 0 else None)
+        problem = entry_problem(path, root) or stat_problem(path)[1]
         if problem:
             refused.append(Refusal(path.name, problem))
             continue
