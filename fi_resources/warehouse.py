@@ -123,6 +123,24 @@ class Warehouse:
         with self._lock, self._write_connection() as con:
             return con.execute(sql, params or []).df()
 
+    def read_only_query(
+        self, sql: str, params: list | None = None, lock_timeout_s: float = 10.0
+    ) -> pd.DataFrame | None:
+        """SQL for a reader that must never make a pipeline write fail: a read-only connection, opened only
+        under the writers' file lock (so no writer has the file open, and writers wait for the lock instead
+        of meeting DuckDB's lock). None when there is no database yet or the lock stays busy."""
+        if not self.db_path.exists():
+            return None
+        try:
+            self._lock.acquire(timeout=lock_timeout_s)
+        except TimeoutError:
+            return None
+        try:
+            with duckdb.connect(str(self.db_path), read_only=True) as con:
+                return con.execute(sql, params or []).df()
+        finally:
+            self._lock.release()
+
     def latest_data_version(self, asset: str) -> str | None:
         """The data version of the asset's latest recorded materialization (None if it has none)."""
         found = self.query(
