@@ -153,6 +153,7 @@ class HTTPConfig:
     temperature: float = 0.0  # greedy by default, so outputs are reproducible and cacheable
     version: str = ""  # bump when the served weights change (servers do not expose a weight hash)
     tokenizer: str = ""  # local path or hub name whose chat template chat_prompt() applies (completions mode)
+    trust_remote_code: bool = False  # let `tokenizer` run code it ships (the user's explicit choice)
     extra: dict = field(default_factory=dict)  # extra request fields (e.g. {"top_p": 1})
 
     def __post_init__(self) -> None:
@@ -267,7 +268,9 @@ class HTTPBackend:
             from transformers import AutoTokenizer
 
             try:
-                self._tokenizer = AutoTokenizer.from_pretrained(self.config.tokenizer)
+                self._tokenizer = AutoTokenizer.from_pretrained(
+                    self.config.tokenizer, trust_remote_code=self.config.trust_remote_code
+                )
             except OSError as exc:
                 raise BackendError(f"cannot load tokenizer {self.config.tokenizer!r}: {exc}") from exc
         if not self._tokenizer.chat_template:

@@ -66,10 +66,10 @@ def materialize_tiny_encoder(cache_dir: Path, seed: int = 0) -> Path:
 class Encoder:
     """A SentenceTransformer that returns L2-normalised float32 embeddings (cosine = inner product)."""
 
-    def __init__(self, path: str | Path, name: str | None = None):
+    def __init__(self, path: str | Path, name: str | None = None, trust_remote_code: bool = False):
         self.path = Path(path)
         self.name = name or self.path.name
-        self.model = load_encoder_model(str(self.path))
+        self.model = load_encoder_model(str(self.path), trust_remote_code=trust_remote_code)
 
     @property
     def dim(self) -> int:

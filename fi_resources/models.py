@@ -46,11 +46,16 @@ _ENCODER_SOURCES: dict[str, Callable[[Path], Path]] = {
 
 
 class ModelStore:
-    """Loads the profile's base LM and encoder (or a fine-tuned copy by path) once per process."""
+    """Loads the profile's base LM and encoder (or a fine-tuned copy by path) once per process.
 
-    def __init__(self, base_lm: str, encoder: str, cache_dir: Path):
+    `trust_remote_code` lets a model run the code its folder or hub repository ships (a custom architecture,
+    tokenizer or sentence-transformers module); off unless the user turns it on. Fine-tuned copies inherit
+    the base model's code, so they load under the same choice."""
+
+    def __init__(self, base_lm: str, encoder: str, cache_dir: Path, trust_remote_code: bool = False):
         self.base_lm, self.base_encoder = base_lm, encoder
         self.cache_dir = cache_dir
+        self.trust_remote_code = trust_remote_code
 
     def _source_path(self, name: str, sources: dict[str, Callable[[Path], Path]]) -> Path:
         if name not in sources:
@@ -69,28 +74,35 @@ class ModelStore:
     def lm(self, path: str | Path | None = None) -> CausalLM:
         """A shared LM for inference: the base model, or a fine-tuned student at `path`."""
         key = str(path or self.base_lm_path())
-        return _shared("language model", key, lambda: CausalLM(key, name=Path(key).name))
+        return _shared("language model", key, lambda: self._causal_lm(key, name=Path(key).name))
 
     def fresh_lm(self) -> CausalLM:
         """An unshared copy of the base LM to fine-tune (fine-tuning mutates weights)."""
         base = str(self.base_lm_path())
-        return _load("language model", base, lambda: CausalLM(base))
+        return _load("language model", base, lambda: self._causal_lm(base))
 
     def encoder(self, path: str | Path | None = None) -> Encoder:
         key = str(path or self.base_encoder_path())
-        return _shared("encoder", key, lambda: Encoder(key))
+        return _shared("encoder", key, lambda: self._encoder(key))
 
     def trainable_encoder(self, path: str | Path | None = None) -> Encoder:
         """An unshared encoder (the base one, or the one at `path`): training and pooling swaps mutate it."""
         key = str(path or self.base_encoder_path())
-        return _load("encoder", key, lambda: Encoder(key))
+        return _load("encoder", key, lambda: self._encoder(key))
 
     def tokenizer(self):
         """The base LM's tokenizer: counts tokens for the budget and tokenizes pre-training text."""
         from transformers import AutoTokenizer
 
         key = str(self.base_lm_path())
-        return _shared("tokenizer", key, lambda: AutoTokenizer.from_pretrained(key))
+        trust = self.trust_remote_code
+        return _shared("tokenizer", key, lambda: AutoTokenizer.from_pretrained(key, trust_remote_code=trust))
+
+    def _causal_lm(self, path: str, name: str | None = None) -> CausalLM:
+        return CausalLM(path, name=name, trust_remote_code=self.trust_remote_code)
+
+    def _encoder(self, path: str) -> Encoder:
+        return Encoder(path, trust_remote_code=self.trust_remote_code)
 
     def token_counter(self) -> Callable[[str], int]:
         """Tokens of a text under the base LM's tokenizer, no special tokens (the token-for-token budget's unit)."""
@@ -105,7 +117,8 @@ def _shared(kind: str, key: str, loader: Callable[[], object]):
 
 
 def _load(kind: str, name: str, loader: Callable[[], object]):
-    """Load a model; a hub name that cannot be fetched (offline, gated, misspelt) fails with the fix."""
+    """Load a model; a hub name that cannot be fetched (offline, gated, misspelt), or a model that needs its
+    own code while trust_remote_code is off, fails with the fix."""
     try:
         return loader()
     except OSError as exc:
@@ -119,6 +132,15 @@ def _load(kind: str, name: str, loader: Callable[[], object]):
             else "check the name, your network and (for gated models) `huggingface-cli login`"
         )
         raise RuntimeError(f"cannot load the {kind} {name!r} by name: {hint}. Cause: {exc}") from exc
+    except ValueError as exc:
+        # Both transformers and sentence-transformers refuse a model's own code with this advice.
+        if "trust_remote_code=True" not in str(exc):
+            raise
+        raise RuntimeError(
+            f"the {kind} {name!r} needs to run code of its own (shipped with the model, not part of any "
+            f"installed package), and running a model's code is off by default: only if you trust it, set "
+            f"the models resource's trust_remote_code: true (or FI_TRUST_REMOTE_CODE=1). Cause: {exc}"
+        ) from exc
 
 
 @dataclass(frozen=True)
@@ -201,6 +223,7 @@ class Parts:
                 model,
                 endpoint="completions" if teacher else "chat",
                 tokenizer=(ep.teacher_tokenizer or model) if teacher else "",
+                trust_remote_code=self.store.trust_remote_code,
                 version=os.environ.get(f"FI_{role.upper()}_VERSION", ""),
                 **common,
             )

@@ -12,8 +12,10 @@ and the chunk centres refer to the kept prefix; text past it is not seen by any 
 BGE-M3 reads 8192 tokens, which covers whole web documents.
 
 The module has no weights. Saved models name its class ``fi_resources.pooling.GaussianPooling`` in
-``modules.json``; sentence-transformers 6 only imports classes outside its own namespace with
-``trust_remote_code=True``, which ``load_encoder_model`` passes (these folders are our own artifacts).
+``modules.json``; sentence-transformers 6 imports a class outside its own namespace only with
+``trust_remote_code=True``, which would also run any other code a folder names. ``load_encoder_model``
+instead resolves exactly this class to the one imported here, so our folders load with
+``trust_remote_code=False``, and anything else a folder asks to run still needs the user's consent.
 """
 
 from typing import Any
@@ -107,9 +109,19 @@ def add_gaussian_pooling(
     raise ValueError("the model has no Pooling module to replace")
 
 
-def load_encoder_model(path: str, device: str = "cpu") -> SentenceTransformer:
-    """A saved SentenceTransformer, GaussianPooling allowed (see the module docstring)."""
-    return SentenceTransformer(path, device=device, trust_remote_code=True)
+# modules.json `type` of GaussianPooling → the class; nothing else is resolved without the user's consent.
+OWN_MODULES = {f"{GaussianPooling.__module__}.{GaussianPooling.__qualname__}": GaussianPooling}
+
+
+def load_encoder_model(
+    path: str, device: str = "cpu", trust_remote_code: bool = False
+) -> SentenceTransformer:
+    """A saved SentenceTransformer, GaussianPooling allowed without `trust_remote_code` (module docstring)."""
+    # The loader sentence-transformers' own trainer uses to reload a model whose module classes are already
+    # imported; every other type in modules.json goes through the usual trust_remote_code check.
+    return SentenceTransformer._load_with_module_classes(
+        path, OWN_MODULES, device=device, trust_remote_code=trust_remote_code
+    )
 
 
 class LocalChunkLoss(torch.nn.Module):

@@ -49,6 +49,9 @@ class ModelsResource(dg.ConfigurableResource):
     llm_total_deadline_s: float = 600.0  # limit of one prompt across its retries and backoff waits
     llm_max_retries: int = 5
     response_cache: bool = True  # answer repeated prompts from $FI_HOME/cache/responses.sqlite
+    # Let a user-named model run the code it ships (custom architecture, tokenizer or sentence-transformers
+    # module): off unless asked for, here or with FI_TRUST_REMOTE_CODE=1. Our own folders never need it.
+    trust_remote_code: bool = False
 
     def _value(self, name: str, env: str) -> str:
         return getattr(self, name) or os.environ.get(env, "")
@@ -69,6 +72,7 @@ class ModelsResource(dg.ConfigurableResource):
             self._value("student_base", "FI_STUDENT_BASE") or profile.base_lm,
             self._value("encoder_name", "FI_ENCODER") or profile.encoder,
             self.cache_dir,
+            trust_remote_code=self.trust_remote_code or os.environ.get("FI_TRUST_REMOTE_CODE") == "1",
         )
         endpoints = Endpoints(
             teacher_url=self._value("llm_base_url", "FI_LLM_BASE_URL"),

@@ -1,7 +1,7 @@
 """A small OpenAI-compatible server for a local model (the embedded models, a fine-tuned student, a test model).
 
     python -m fi_resources.serve --model PATH [--name NAME] [--host 127.0.0.1] [--port 8000] [--max-batch 16]
-        [--max-body-bytes 4194304] [--max-tokens-limit 2048] [--socket-timeout 30]
+        [--max-body-bytes 4194304] [--max-tokens-limit 2048] [--socket-timeout 30] [--trust-remote-code]
 
 Endpoints: GET /v1/models, POST /v1/completions (prompt: string or list), POST /v1/chat/completions,
 GET /health, GET /metrics (request counters, as JSON). Decoding is greedy only (temperature 0), like the
@@ -407,8 +407,9 @@ def make_server(
     max_body_bytes: int = MAX_BODY_BYTES,
     max_tokens_limit: int = MAX_TOKENS_LIMIT,
     socket_timeout_s: float = SOCKET_TIMEOUT_S,
+    trust_remote_code: bool = False,
 ) -> ModelServer:
-    lm = CausalLM(model, name=name or model)
+    lm = CausalLM(model, name=name or model, trust_remote_code=trust_remote_code)
     limits = dict(
         max_body_bytes=max_body_bytes, max_tokens_limit=max_tokens_limit, socket_timeout_s=socket_timeout_s
     )
@@ -435,6 +436,11 @@ def main(argv: list[str] | None = None) -> None:
         default=SOCKET_TIMEOUT_S,
         help="seconds a connection may stay silent (idle keep-alive, or a client stalled mid-request)",
     )
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="let the model run the code it ships (off by default)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server = make_server(
@@ -447,6 +453,7 @@ def main(argv: list[str] | None = None) -> None:
         max_body_bytes=args.max_body_bytes,
         max_tokens_limit=args.max_tokens_limit,
         socket_timeout_s=args.socket_timeout,
+        trust_remote_code=args.trust_remote_code,
     )
     host, port = server.server_address[:2]
     # Tests and scripts wait for this line (and read the port from it when --port 0).

@@ -33,14 +33,18 @@ class GenerationStats:
 class CausalLM:
     """A transformers causal LM with batched greedy generation, scoring and supervised fine-tuning."""
 
-    def __init__(self, path: str | Path, name: str | None = None):
+    def __init__(self, path: str | Path, name: str | None = None, trust_remote_code: bool = False):
+        """`trust_remote_code`: run code the model's folder or hub repository ships (a user's explicit choice).
+        Passed as False, not left unset: unset, transformers may ask on a terminal instead of refusing."""
         self.path = Path(path)
         self.name = name or self.path.name
-        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path, trust_remote_code=trust_remote_code)
         self.tokenizer.padding_side = "left"  # batched decoding needs the prompts right-aligned
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=torch.float32).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(
+            self.path, dtype=torch.float32, trust_remote_code=trust_remote_code
+        ).eval()
         self.stats = GenerationStats()
         self._pieces: TokenPieces | None = None
 
