@@ -11,6 +11,9 @@ EXCERPT_CLOSE = "</excerpt>"
 ELLIPSIS = "<...>"
 
 _MARKUP_RE = re.compile(re.escape(EXCERPT_OPEN) + "|" + re.escape(EXCERPT_CLOSE))
+# What is left of a tag the model mistyped ("</excerpt]", "<excerpt >", "excerpt>") or an ellipsis outside
+# a marker: glue text holding one is broken markup, not prose to keep in the answer.
+_BROKEN_TAG_RE = re.compile(r"</?\s*excerpt|excerpt\s*/?\s*>|<\.\.\.>", re.IGNORECASE)
 
 
 class ExcerptError(ValueError):
@@ -159,6 +162,9 @@ def expand_excerpts(markup: str, document: str, max_span_chars: int = 4000) -> E
         if not is_excerpt:
             glue = piece.lstrip() if index == 0 else piece
             glue = glue.rstrip() if index == last else glue
+            broken = _BROKEN_TAG_RE.search(glue)
+            if broken:
+                raise ExcerptError("malformed_excerpt_tag", f"{broken.group(0)!r} outside a marker")
             parts.append(glue)
             length += len(glue)
             previous_was_excerpt = previous_was_excerpt and not glue

@@ -91,6 +91,10 @@ def test_shortest_span_per_prefix():
         (f"{EXCERPT_OPEN}the<...>observer.{EXCERPT_CLOSE}", "ambiguous_excerpt"),
         (f"{EXCERPT_OPEN}inertial frame{EXCERPT_CLOSE}", "ambiguous_excerpt"),
         ("   ", "empty_answer"),
+        # A mistyped tag left in the glue after a good marker (seen in a demo's kept pair).
+        (f"{EXCERPT_OPEN}The second<...>every observer.{EXCERPT_CLOSE}</excerpt]", "malformed_excerpt_tag"),
+        ("So: <excerpt >The second<...>every observer.", "malformed_excerpt_tag"),
+        ("Together <...> relativity.", "malformed_excerpt_tag"),
     ],
 )
 def test_bad_markers(markup, reason):
