@@ -118,8 +118,9 @@ def local_embedder(
     return artifact_output(out, result, provenance)
 
 
-@dg.asset(group_name=GROUP, code_version="2", pool=LM_POOL, kinds={"faiss"})
+@dg.asset(group_name=GROUP, code_version="3", pool=LM_POOL, kinds={"faiss"})
 def template_index(
+    context: dg.AssetExecutionContext,
     query_templates: pd.DataFrame,
     local_embedder: Artifact,
     models: ModelsResource,
@@ -128,7 +129,8 @@ def template_index(
     """FAISS index over the bank's compatible document descriptions, embedded by the final (round-2) embedder."""
     out = warehouse.get().staging_dir("template_index")
     encoder = models.parts().store.encoder(local_embedder.path)
-    result = stage.build_template_index(valid_templates(query_templates), encoder, out)
+    progress = progress_logger(context, "embedding the template bank")
+    result = stage.build_template_index(valid_templates(query_templates), encoder, out, progress)
     return artifact_output(out, result, {"embedder_version": local_embedder.data_version})
 
 

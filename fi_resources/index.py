@@ -2,19 +2,24 @@
 
 Cosine similarity = inner product on L2-normalised float32 vectors; vectors are normalised again here, so
 callers may pass raw embeddings. The index kind follows the bank size (fi_resources/logic/index_plan.py):
-exact `IndexFlatIP` for small banks; above that an IVF index of 4-bit fast-scan PQ codes whose shortlist is
-re-ranked (`IndexRefine`) on the float vectors (up to a few million) or on 8-bit scalar-quantised ones.
+exact `IndexFlatIP` for small banks; above that an IVF index of 4-bit fast-scan PQ codes whose shortlist
+(k_factor * k) is re-ranked on the float vectors (up to a few million) or on 8-bit scalar-quantised ones.
 
 A folder holds `index.faiss`, `ids.npy` (fixed-width UTF-8 ids, memory-mapped) and `index.json` (format
-version, plan, sample size, timings, bytes, sha256 of both files). `index.json` is written last, so a
+version, plan, sample size, timings, bytes, sha256 of the files). The re-ranked kinds (format 2) also hold
+`refine.faiss` (the re-ranker's codec: nothing per template) and `refine_codes.npy` (its n x code-size
+codes), written batch by batch through a memory map while the IVF index is filled and read back through
+one, so neither building nor searching holds the re-ranking vectors in RAM: a search reads only the
+shortlisted rows and scores them in numpy. Format 1 kept them in faiss's `IndexRefine`, which
+`write_index` serialises whole from RAM; such folders are still read. `index.json` is written last, so a
 folder without it is incomplete (or written by the pre-versioned code, which is still read).
 
-Memory-mapping: `faiss.read_index(path, IO_FLAG_MMAP_IFC)` maps IndexFlat codes, IVF-Flat inverted lists and
-the float/SQ8 re-rankers; measured after loading: +0-2 MB resident instead of the file size for Flat,
-IVF-Flat and SQ8 on 200k x 384, and +7 MB instead of 88 MB for `ivf_pq_flat` on 60k x 384. The IVF
-fast-scan lists (block layout) are NOT mapped by faiss 1.15: their codes (d/4 + 8 bytes per template,
-~1.8 GB at 18M) are read into RAM. The older `IO_FLAG_MMAP` maps only IVF-Flat lists (IndexFlat and
-re-rankers are read into RAM), and combining the two flags raises an error in faiss 1.15.
+Memory-mapping: `faiss.read_index(path, IO_FLAG_MMAP_IFC)` maps IndexFlat codes and IVF-Flat inverted
+lists; measured after loading: +0-2 MB resident instead of the file size for Flat and IVF-Flat on
+200k x 384. The IVF fast-scan lists (block layout) are NOT mapped by faiss 1.15: their codes (d/4 + 8
+bytes per template, ~1.8 GB at 18M) are read into RAM; bench/bench_bank_memory.py measures what a build
+and a search of a multi-million bank keep resident. The older `IO_FLAG_MMAP` maps only IVF-Flat lists,
+and combining the two flags raises an error in faiss 1.15.
 
 Threads (measured with torch 2.13 + faiss-cpu 1.15.1 wheels, see tests/unit/test_index_threads.py):
 - The faiss wheel bundles its own libgomp, but if torch is imported first its libgomp is loaded
@@ -48,6 +53,7 @@ import numpy as np
 
 from fi_resources.logic.index_plan import (
     FORMAT_VERSION,
+    READABLE_FORMATS,
     REFINED,
     IndexPlan,
     IndexThresholds,
@@ -58,6 +64,9 @@ from fi_resources.logic.index_plan import (
 log = logging.getLogger(__name__)
 
 INDEX_FILE, IDS_FILE, META_FILE = "index.faiss", "ids.npy", "index.json"
+# The re-ranked kinds (format 2): the re-ranker's codec, and its codes as an (n x code_size) uint8 array.
+REFINE_FILE, REFINE_CODES_FILE = "refine.faiss", "refine_codes.npy"
+RERANK_QUERY_BATCH = 64  # queries re-ranked at a time: bounds the decoded shortlist held in memory
 # Every kind we build is read through IO_FLAG_MMAP_IFC (see the module docstring).
 MMAP_FLAGS = faiss.IO_FLAG_MMAP_IFC
 
@@ -108,29 +117,28 @@ def _normalised(chunk: np.ndarray) -> np.ndarray:
     return x
 
 
-def _new_index(plan: IndexPlan) -> faiss.Index:
+def _new_index(plan: IndexPlan) -> tuple[faiss.Index, faiss.Index | None]:
+    """The searched index and, for the re-ranked kinds, the (empty) codec of the re-ranking vectors."""
     ip = faiss.METRIC_INNER_PRODUCT
     if plan.kind == "flat":
-        return faiss.IndexFlatIP(plan.dim)
+        return faiss.IndexFlatIP(plan.dim), None
     base = faiss.index_factory(plan.dim, plan.factory(), ip)
     # 10 k-means iterations instead of FAISS's 25: training cost is linear in them and is the slowest
     # step of a build on 2 cores; recall is checked by bench/bench_index.py with these settings.
     faiss.extract_index_ivf(base).cp.niter = 10
     if plan.kind == "ivf_flat":
-        return base
+        return base, None
     base.pq.cp.niter = 10
-    # The re-ranker: float vectors (exact cosine) or 8-bit scalar-quantised ones (4x smaller).
+    # The re-ranker: float vectors (exact cosine) or 8-bit scalar-quantised ones (4x smaller). Only its
+    # codec lives in faiss; the codes go to REFINE_CODES_FILE as they are made (module docstring).
     if plan.kind == "ivf_pq_flat":
-        refine = faiss.IndexFlatIP(plan.dim)
-    else:
-        refine = faiss.IndexScalarQuantizer(plan.dim, faiss.ScalarQuantizer.QT_8bit, ip)
-    # faiss's Python layer keeps references to base and refine for as long as the IndexRefine lives.
-    index = faiss.IndexRefine(base, refine)
-    index.k_factor = plan.k_factor
-    return index
+        return base, faiss.IndexFlatIP(plan.dim)
+    return base, faiss.IndexScalarQuantizer(plan.dim, faiss.ScalarQuantizer.QT_8bit, ip)
 
 
-def _ids_array(ids: Sequence[str]) -> np.ndarray:
+def _ids_array(ids: Sequence[str] | np.ndarray) -> np.ndarray:
+    if isinstance(ids, np.ndarray) and ids.dtype.kind == "S":
+        return ids  # already fixed-width UTF-8 (a large bank's ids without one Python str per template)
     encoded = [str(i).encode("utf-8") for i in ids]
     width = max((len(e) for e in encoded), default=1) or 1
     return np.array(encoded, dtype=f"S{width}")
@@ -147,7 +155,7 @@ def _sha256(*paths: Path) -> str:
 
 def build_index(
     vectors: np.ndarray,
-    ids: Sequence[str],
+    ids: Sequence[str] | np.ndarray,
     folder: Path,
     *,
     thresholds: IndexThresholds | None = None,
@@ -166,16 +174,18 @@ def build_index(
         raise ValueError(f"one id per vector: got {n} vectors and {len(ids)} ids")
     if dim == 0:
         raise ValueError("vectors have dimension 0")
-    if len(set(ids)) != n:
+    ids_arr = _ids_array(ids)
+    if len(np.unique(ids_arr)) != n:
         raise ValueError("template ids must be unique")
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
     plan = plan_index(n, dim, thresholds, kind)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    index = _new_index(plan)
+    index, refine = _new_index(plan)
     start = time.perf_counter()
     train_seconds = 0.0
+    codes = None
     with omp_threads(threads):
         if plan.kind != "flat":
             rows = sample_rows(n, plan.train_size, seed)
@@ -184,11 +194,20 @@ def build_index(
             log.info(f"training {plan.factory()} on a random sample of {len(rows):,} of {n:,} vectors")
             t = time.perf_counter()
             index.train(sample)
+            if refine is not None:
+                refine.train(sample)
             train_seconds = time.perf_counter() - t
             del sample
+        if refine is not None:
+            codes = np.lib.format.open_memmap(
+                folder / REFINE_CODES_FILE, mode="w+", dtype=np.uint8, shape=(n, refine.sa_code_size())
+            )
         t = time.perf_counter()
         for lo in range(0, n, batch_size):
-            index.add(_normalised(vectors[lo : lo + batch_size]))
+            batch = _normalised(vectors[lo : lo + batch_size])
+            index.add(batch)
+            if codes is not None:
+                codes[lo : lo + len(batch)] = refine.sa_encode(batch)
             done = min(n, lo + batch_size)
             if n > batch_size:
                 rate = done / max(1e-9, time.perf_counter() - t)
@@ -196,10 +215,16 @@ def build_index(
         add_seconds = time.perf_counter() - t
     build_seconds = time.perf_counter() - start
     faiss.write_index(index, str(folder / INDEX_FILE))
-    ids_arr = _ids_array(ids)
+    files = [folder / INDEX_FILE, folder / IDS_FILE]
+    if codes is not None:
+        codes.flush()
+        del codes
+        faiss.write_index(refine, str(folder / REFINE_FILE))
+        files += [folder / REFINE_FILE, folder / REFINE_CODES_FILE]
     np.save(folder / IDS_FILE, ids_arr)
     index_bytes = (folder / INDEX_FILE).stat().st_size
     ids_bytes = (folder / IDS_FILE).stat().st_size
+    refine_bytes = sum(f.stat().st_size for f in files[2:])
     meta = {
         "format_version": FORMAT_VERSION,
         "faiss_version": faiss.__version__,
@@ -219,14 +244,15 @@ def build_index(
         "build_seconds": round(build_seconds, 3),
         "index_bytes": index_bytes,
         "ids_bytes": ids_bytes,
-        "bytes_per_template": round((index_bytes + ids_bytes) / n, 1) if n else None,
+        "refine_bytes": refine_bytes,
+        "bytes_per_template": round((index_bytes + ids_bytes + refine_bytes) / n, 1) if n else None,
         "mmap": True,
-        "content_sha256": _sha256(folder / INDEX_FILE, folder / IDS_FILE),
+        "content_sha256": _sha256(*files),
     }
     (folder / META_FILE).write_text(json.dumps(meta, indent=1))
     log.info(
         f"{plan.kind} index of {n:,} x {dim} built in {build_seconds:.1f}s "
-        f"(train {train_seconds:.1f}s), {index_bytes / 2**20:.1f} MiB"
+        f"(train {train_seconds:.1f}s), {(index_bytes + refine_bytes) / 2**20:.1f} MiB"
     )
     return meta
 
@@ -241,11 +267,11 @@ class TemplateIndex:
         if meta_path.exists():
             self.meta: dict = json.loads(meta_path.read_text())
             version = self.meta.get("format_version")
-            if version != FORMAT_VERSION:
+            if version not in READABLE_FORMATS:
                 raise ValueError(
                     f"{folder} holds index format {version}, this code reads {FORMAT_VERSION}; rebuild it"
                 )
-            self._ids = np.load(folder / IDS_FILE, mmap_mode="r" if mmap else None)
+            self._ids = np.load(folder / IDS_FILE, mmap_mode="r" if mmap else None, allow_pickle=False)
         elif (folder / "ids.json").exists():
             # Written before the format was versioned: an IndexFlatIP with ids in JSON.
             self.meta = {"format_version": 0, "kind": "flat"}
@@ -256,6 +282,13 @@ class TemplateIndex:
         if self.index.ntotal != len(self._ids):
             raise ValueError(f"{folder}: index has {self.index.ntotal} vectors but {len(self._ids)} ids")
         self.kind: str = self.meta["kind"]
+        # Format 2 keeps a re-ranked kind's codes outside faiss (format 1 used faiss's IndexRefine).
+        self._refine, self._codes = None, None
+        if (folder / REFINE_FILE).exists():
+            self._refine = faiss.read_index(str(folder / REFINE_FILE))
+            self._codes = np.load(
+                folder / REFINE_CODES_FILE, mmap_mode="r" if mmap else None, allow_pickle=False
+            )
         plan = self.meta.get("plan", {})
         self.nprobe: int = int(plan.get("nprobe") or 0)
         self.k_factor: int = int(plan.get("k_factor") or 0)
@@ -290,6 +323,11 @@ class TemplateIndex:
         params = None
         if self.kind != "flat":
             ivf = faiss.SearchParametersIVF(nprobe=int(nprobe or self.nprobe))
+            if self._codes is not None:
+                shortlist = min(len(self), k * int(k_factor or self.k_factor))
+                with omp_threads(threads):
+                    _, rows = self.index.search(q := _normalised(queries), shortlist, params=ivf)
+                return self._rerank(q, rows, k)
             if self.kind in REFINED:
                 params = faiss.IndexRefineSearchParameters(
                     k_factor=float(k_factor or self.k_factor), base_index_params=ivf
@@ -298,6 +336,25 @@ class TemplateIndex:
                 params = ivf
         with omp_threads(threads):
             return self.index.search(_normalised(queries), k, params=params)
+
+    def _rerank(self, queries: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The best k of each shortlist by the cosine of its decoded re-ranking vector. Only the shortlisted
+        rows of the memory-mapped codes are read."""
+        out_s = np.full((len(rows), k), -np.finfo(np.float32).max, np.float32)
+        out_i = np.full((len(rows), k), -1, np.int64)
+        for lo in range(0, len(rows), RERANK_QUERY_BATCH):
+            r = rows[lo : lo + RERANK_QUERY_BATCH]
+            found = r >= 0
+            codes = np.asarray(self._codes[np.where(found, r, 0).ravel()])
+            vecs = self._refine.sa_decode(codes).reshape(*r.shape, -1)
+            scores = np.einsum("qsd,qd->qs", vecs, queries[lo : lo + RERANK_QUERY_BATCH])
+            scores[~found] = -np.inf
+            top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+            best = np.take_along_axis(scores, top, axis=1)
+            hit = np.isfinite(best)
+            out_s[lo : lo + len(r), : top.shape[1]] = np.where(hit, best, out_s[0, 0])
+            out_i[lo : lo + len(r), : top.shape[1]] = np.where(hit, np.take_along_axis(r, top, axis=1), -1)
+        return out_s, out_i
 
     def search(self, queries: np.ndarray, k: int, **kwargs: int | None) -> list[list[tuple[str, float]]]:
         scores, rows = self.search_raw(queries, k, **kwargs)

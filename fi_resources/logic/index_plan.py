@@ -17,9 +17,10 @@ every IVF list entry also stores an 8-byte id):
 |               |                             |                            |             | float (bench comparison) |
 
 plus a fixed nlist*d*4 bytes of centroids. For 18M templates of d=384 with 12-byte ids that is ~26 GiB
-with float vectors but ~8.4 GiB as `ivf_pq_sq8`, which is why the tier switches at 4M (~6 GiB). All
-stores are memory-mapped when searching, so the float re-ranker of `ivf_pq_flat` is read from the page
-cache only for the shortlisted rows.
+with float vectors but ~8.4 GiB as `ivf_pq_sq8`, which is why the tier switches at 4M (~6 GiB). Only
+the fast-scan codes (d/4 + 8 bytes) are held in RAM; ids and the re-ranking codes are memory-mapped
+when searching (and written through a memory map when building), so they are read from the page cache
+only for the shortlisted rows: ~1.9 GiB resident for 18M (bench/bench_bank_memory.py).
 
 Why fast-scan PQ instead of IVF-Flat for the middle tier: with queries in batches (a shard of documents
 at a time), exact search is one BLAS sgemm that reuses every bank vector across the batch, while
@@ -34,8 +35,11 @@ Rules (after the FAISS wiki's "Guidelines to choose an index"):
   training is the slowest step on 2 cores), clamped to [16, 65536] and to <= n/39 so every centroid gets
   the 39 training points k-means asks for. 1M -> 2048, 18M -> 8192.
 - train_size = min(n, 40*nlist): a seeded uniform random sample of rows (not the first batch).
-- nprobe = clamp(nlist/64, 8, nlist): ~1.5% of the lists. On the 1M bench with IVF-Flat (nlist 2048)
-  recall@6 was 0.992 / 0.996 / 0.997 at nprobe 16 / 32 / 64; bench/bench_index.py sweeps it.
+- nprobe = clamp(nlist/32, 8, nlist): ~3% of the lists. On the 1M bench with IVF-Flat (nlist 2048)
+  recall@6 was 0.992 / 0.996 / 0.997 at nprobe 16 / 32 / 64; bench/bench_index.py sweeps it. The
+  1.5% used before (nlist/64) lost recall on a 2M bank with the SQ8 re-ranker: the shortlist held 0.967
+  of the true top 6 at nprobe 32 of 2048 and 0.982 at 64 (recall@6 0.945 -> 0.960, at about the same
+  ms/query); bench/bench_bank_memory.py measures the rule at 2M.
 - PQ: m = d/2 sub-quantizers of 4 bits (96 bytes for d=384, fast-scan layout), shortlist k_factor = 32.
   On the 1M bench a shortlist of 16*k gave recall@6 0.973 (float re-rank) and 0.954 (SQ8) at nprobe 32,
   60x and 92x faster than exact batched; on 300k vectors 32*k raised recall by 0.01 at ~0.8x the speed
@@ -50,7 +54,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the re-ranked kinds keep their codes in a memory-mapped file beside faiss's
+READABLE_FORMATS = (1, 2)
 KINDS = ("flat", "ivf_flat", "ivf_pq_flat", "ivf_pq_sq8")
 REFINED = ("ivf_pq_flat", "ivf_pq_sq8")
 ID_LIST_BYTES = 8  # FAISS stores one int64 id per vector in each inverted list
@@ -126,7 +131,7 @@ def choose_nlist(n: int) -> int:
 
 
 def choose_nprobe(nlist: int) -> int:
-    return min(nlist, max(8, nlist // 64))
+    return min(nlist, max(8, nlist // 32))
 
 
 def choose_pq_m(dim: int) -> int:

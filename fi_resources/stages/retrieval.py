@@ -290,10 +290,35 @@ def train_local_embedder(
     return StageResult(info)
 
 
-def build_template_index(bank: pd.DataFrame, encoder: Encoder, out: Path) -> StageResult[dict]:
-    """FAISS index in `out` over the bank's compatible document descriptions, embedded by `encoder`."""
-    vectors = encoder.encode(bank["compatible_document_description"].tolist() if len(bank) else [])
-    return StageResult(build_index(vectors, bank["template_id"].tolist() if len(bank) else [], out))
+ENCODE_CHUNK = 8192  # descriptions embedded at a time into the memory-mapped embedding file
+
+
+def build_template_index(
+    bank: pd.DataFrame, encoder: Encoder, out: Path, progress: Progress | None = None
+) -> StageResult[dict]:
+    """FAISS index in `out` over the bank's compatible document descriptions, embedded by `encoder`.
+
+    The embeddings are written chunk by chunk to a memory-mapped .npy file that the index is built from
+    and that is deleted afterwards, so no stage holds the whole bank's float vectors in RAM."""
+    texts = bank["compatible_document_description"].tolist() if len(bank) else []
+    ids = bank["template_id"].tolist() if len(bank) else []
+    if not texts:
+        return StageResult(build_index(encoder.encode([]), ids, out))
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "embeddings.tmp.npy"
+    vectors = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(len(texts), encoder.dim))
+    start = time.perf_counter()
+    try:
+        for lo in range(0, len(texts), ENCODE_CHUNK):
+            chunk = texts[lo : lo + ENCODE_CHUNK]
+            vectors[lo : lo + len(chunk)] = encoder.encode(chunk)
+            if progress:
+                progress(lo + len(chunk), len(texts), time.perf_counter() - start)
+        vectors.flush()
+        return StageResult(build_index(vectors, ids, out))
+    finally:
+        del vectors
+        path.unlink(missing_ok=True)
 
 
 # ---- matching -----------------------------------------------------------------------------------

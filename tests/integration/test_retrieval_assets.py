@@ -81,7 +81,7 @@ def _check_chain(ctx, shard_ctx, docs, bank, pairs, r):
     assert final.info["calibration_pairs"] == int((pairs["split"] == "heldout").sum())
     assert isinstance(final.info["match_threshold"], float) and final.info["threshold_source"]
 
-    index = retrieval.template_index(bank, final, models, warehouse).value
+    index = retrieval.template_index(ctx, bank, final, models, warehouse).value
     matches = retrieval.document_matches(shard_ctx, docs, bank, final, index, models, matching_settings).value
     per_doc = matches.groupby("doc_id")
     assert per_doc.size().max() <= matching_settings.matches_per_document

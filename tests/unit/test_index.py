@@ -81,12 +81,17 @@ def test_saved_metadata_and_mmap_round_trip(bank, built, kind):
     folder, meta = built[kind]
     saved = json.loads((folder / "index.json").read_text())
     assert saved == meta
-    assert saved["format_version"] == 1 and len(saved["content_sha256"]) == 64
+    assert saved["format_version"] == 2 and len(saved["content_sha256"]) == 64
     assert saved["index_bytes"] == (folder / "index.faiss").stat().st_size
     if kind != "flat":
         assert saved["train_sample"] == saved["plan"]["train_size"] > 0
     mapped, loaded = TemplateIndex(folder, mmap=True), TemplateIndex(folder, mmap=False)
     assert isinstance(mapped._ids, np.memmap) and mapped.ids == ids
+    if kind in ("ivf_pq_flat", "ivf_pq_sq8"):
+        # The re-ranking codes are a file of their own, memory-mapped, not part of faiss's index.
+        assert isinstance(mapped._codes, np.memmap) and not isinstance(loaded._codes, np.memmap)
+        assert saved["refine_bytes"] >= len(ids) * (DIM if kind == "ivf_pq_sq8" else 4 * DIM)
+        assert saved["index_bytes"] < len(ids) * DIM
     q = x[:50] + 0.1
     assert mapped.search(q, 5) == loaded.search(q, 5)
 
@@ -153,6 +158,22 @@ def test_unknown_format_version_is_refused(tmp_path):
         TemplateIndex(tmp_path)
 
 
+def test_format_1_refined_index_is_still_read(bank, tmp_path):
+    """Format 1 kept the re-ranker inside faiss's file (an IndexRefine)."""
+    x, ids = bank
+    base = faiss.index_factory(DIM, "IVF64,PQ16x4fs", faiss.METRIC_INNER_PRODUCT)
+    index = faiss.IndexRefine(base, faiss.IndexFlatIP(DIM))
+    index.train(x)
+    index.add(x)
+    faiss.write_index(index, str(tmp_path / "index.faiss"))
+    np.save(tmp_path / "ids.npy", np.array([i.encode() for i in ids]))
+    plan = {"nprobe": 8, "k_factor": 32}
+    (tmp_path / "index.json").write_text(
+        json.dumps({"format_version": 1, "kind": "ivf_pq_flat", "plan": plan})
+    )
+    assert TemplateIndex(tmp_path).search(x[7:8], 1)[0][0][0] == ids[7]
+
+
 def test_legacy_folder_is_still_read(tmp_path):
     x = clustered(20)
     flat = faiss.IndexFlatIP(DIM)
@@ -169,3 +190,44 @@ def test_omp_threads_restores_the_previous_count():
     assert faiss.omp_get_max_threads() == before
     with pytest.raises(ValueError), omp_threads(0):
         pass
+
+
+def test_ids_as_fixed_width_bytes_match_ids_as_strings(bank, built, tmp_path):
+    x, ids = bank
+    meta = build_index(x, np.array([i.encode() for i in ids], dtype="S6"), tmp_path, kind="flat", threads=1)
+    assert meta["content_sha256"] == built["flat"][1]["content_sha256"]
+    with pytest.raises(ValueError, match="unique"):
+        build_index(x[:2], np.array([b"a", b"a"]), tmp_path / "dup", kind="flat")
+
+
+class HashEncoder:
+    """Deterministic stand-in for an Encoder: one clustered vector per text, looked up by its number."""
+
+    dim = DIM
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        self.vectors = vectors
+
+    def encode(self, texts):
+        return self.vectors[[int(t) for t in texts]] if texts else np.zeros((0, DIM), np.float32)
+
+
+def test_template_index_stage_embeds_into_a_memory_map_chunk_by_chunk(bank, built, tmp_path, monkeypatch):
+    import pandas as pd
+
+    from fi_resources.stages import retrieval
+
+    x, ids = bank
+    monkeypatch.setattr(retrieval, "ENCODE_CHUNK", 1_000)  # 3 chunks
+    frame = pd.DataFrame(
+        {"template_id": ids, "compatible_document_description": [str(i) for i in range(len(x))]}
+    )
+    seen = []
+    meta = retrieval.build_template_index(
+        frame, HashEncoder(x), tmp_path, progress=lambda done, total, _s: seen.append((done, total))
+    ).value
+    assert seen == [(1_000, 3_000), (2_000, 3_000), (3_000, 3_000)]
+    assert meta["content_sha256"] == built["flat"][1]["content_sha256"]  # same bytes as from vectors in RAM
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ids.npy", "index.faiss", "index.json"]
+    empty = retrieval.build_template_index(frame.iloc[:0], HashEncoder(x), tmp_path / "empty").value
+    assert empty["vectors"] == 0

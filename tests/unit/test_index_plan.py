@@ -46,7 +46,7 @@ def test_nlist_rule():
 
 def test_plan_parameters_and_bytes():
     p = plan_index(1_000_000, 384, kind="ivf_flat")
-    assert (p.nlist, p.nprobe, p.train_size) == (2048, 32, 40 * 2048)
+    assert (p.nlist, p.nprobe, p.train_size) == (2048, 64, 40 * 2048)
     assert p.factory() == "IVF2048,Flat"
     assert p.bytes_per_template(12) == 4 * 384 + 8 + 12
     q = plan_index(18_000_000, 384)
