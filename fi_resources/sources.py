@@ -42,39 +42,72 @@ def chatterbot_questions() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+ROW_BATCH = 512  # Parquet rows / CSV rows read at a time: a file of any size is read in bounded memory
+
+
 def read_table_file(path: Path, text_columns: tuple[str, ...]) -> pd.DataFrame:
-    """Read a JSONL/Parquet/CSV file; the first of `text_columns` present becomes column 'text'. Its values
-    are as read (strings, missing values, or whatever else the file holds): `cell_text` sorts them."""
+    """A whole JSONL/Parquet/CSV file (for small inputs such as query files); see `iter_table_rows`."""
+    return pd.DataFrame(
+        [{"title": title, "text": text} for title, text in iter_table_rows(path, text_columns)], dtype=object
+    )
+
+
+def iter_table_rows(path: Path, text_columns: tuple[str, ...]) -> Iterator[tuple[object, object]]:
+    """(title, text) of each row of a JSONL/Parquet/CSV file, streamed: JSONL a line at a time, Parquet a
+    batch of rows of the two columns at a time, CSV in chunks. The text is the first of `text_columns`
+    present (in a JSONL file: in its first row); values are as read (strings, missing values or whatever
+    else the file holds): `cell_text` sorts them. Raises `InputFileError` naming the file (and line)."""
+    readers = {".jsonl": _jsonl_rows, ".parquet": _parquet_rows, ".csv": _csv_rows}
+    reader = readers.get(path.suffix)
+    if reader is None:
+        raise InputFileError(f"{path}: unsupported file type (use {', '.join(INPUT_SUFFIXES)})")
     try:
-        if path.suffix == ".jsonl":
-            df = _read_jsonl(path)
-        elif path.suffix == ".parquet":
-            df = pd.read_parquet(path)
-        elif path.suffix == ".csv":
-            # Every cell as written: "007" stays "007", "NA" stays text; an empty cell is "".
-            df = pd.read_csv(path, dtype=str, keep_default_na=False)
-        else:
-            raise InputFileError(f"{path}: unsupported file type (use {', '.join(INPUT_SUFFIXES)})")
+        yield from reader(path, text_columns)
     except InputFileError:
         raise
     except UnicodeDecodeError as exc:
         raise InputFileError(f"{path}: is not UTF-8 text (byte 0x{exc.object[exc.start]:02x})") from exc
     except Exception as exc:  # pyarrow/pandas raise many types for a corrupt file
         raise InputFileError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from exc
-    col = next((c for c in text_columns if c in df.columns), None)
+
+
+def _text_column(path: Path, columns: list[str], text_columns: tuple[str, ...], where: str = "") -> str:
+    col = next((c for c in text_columns if c in columns), None)
     if col is None:
-        raise InputFileError(
-            f"{path}: needs one of the columns {list(text_columns)}; found {list(df.columns)}"
-        )
-    return df.rename(columns={col: "text"})
+        raise InputFileError(f"{path}: {where}needs one of the columns {list(text_columns)}; found {columns}")
+    return col
+
+
+def _parquet_rows(path: Path, text_columns: tuple[str, ...]) -> Iterator[tuple[object, object]]:
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as f:
+        col = _text_column(path, f.schema_arrow.names, text_columns)
+        has_title = "title" in f.schema_arrow.names and col != "title"
+        for batch in f.iter_batches(batch_size=ROW_BATCH, columns=["title", col] if has_title else [col]):
+            texts = batch.column(col).to_pylist()
+            titles = batch.column("title").to_pylist() if has_title else [None] * len(texts)
+            yield from zip(titles, texts, strict=True)
+
+
+def _csv_rows(path: Path, text_columns: tuple[str, ...]) -> Iterator[tuple[object, object]]:
+    # Every cell as written: "007" stays "007", "NA" stays text; an empty cell is "".
+    with pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=ROW_BATCH) as chunks:
+        col = None
+        for chunk in chunks:
+            col = col or _text_column(path, list(chunk.columns), text_columns)
+            titles = chunk["title"] if "title" in chunk.columns else [None] * len(chunk)
+            yield from zip(titles, chunk[col], strict=True)
+        if col is None:  # a header-only file has no chunk
+            _text_column(path, list(pd.read_csv(path, nrows=0).columns), text_columns)
 
 
 _JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
 
 
-def _read_jsonl(path: Path) -> pd.DataFrame:
+def _jsonl_rows(path: Path, text_columns: tuple[str, ...]) -> Iterator[tuple[object, object]]:
     """One JSON object per line; an error names the line (bytes are decoded per line for that)."""
-    rows = []
+    col = None
     with open(path, "rb") as f:
         for n, raw in enumerate(f, 1):
             try:
@@ -83,20 +116,21 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
                 raise InputFileError(
                     f"{path}: line {n} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
                 ) from exc
+            ended = raw.endswith(b"\n")
+            del raw  # a huge line is held once as text and once parsed, not also as bytes
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                cut = "" if raw.endswith(b"\n") else "; the file may be cut short"
+                cut = "" if ended else "; the file may be cut short"
                 raise InputFileError(f"{path}: line {n} is not valid JSON ({exc.msg}{cut})") from exc
+            del line
             if not isinstance(row, dict):
                 what = _JSON_TYPES.get(type(row), "null")
                 raise InputFileError(f"{path}: line {n} is {what}, not a JSON object with a text field")
-            rows.append(row)
-    # object: keep each value as parsed (a text with a lone surrogate from a JSON escape would make pandas'
-    # Arrow-backed strings raise here; `read_document_shard` counts it instead).
-    return pd.DataFrame(rows, dtype=object)
+            col = col or _text_column(path, list(row), text_columns, f"line {n} (the first row) ")
+            yield row.get("title"), row.get(col)
 
 
 def cell_text(value: object) -> tuple[str, str | None]:
@@ -251,9 +285,8 @@ class ShardTally:
 
 def source_documents(path: Path, max_title_chars: int = 300) -> Iterator[SourceDocument]:
     """The rows of a shard file with their stable ids, in file order. Raises `InputFileError`."""
-    df = read_table_file(path, ("text", "content", "document", "body"))
-    titles = df["title"] if "title" in df.columns else [None] * len(df)
-    for i, (title, value) in enumerate(zip(titles, df["text"], strict=True)):
+    rows = iter_table_rows(path, ("text", "content", "document", "body"))
+    for i, (title, value) in enumerate(rows):
         text, refused = cell_text(value)
         fallback = f"{path.stem} #{i}"
         title, title_fix = _title(title, max_title_chars)
