@@ -68,7 +68,8 @@ def test_a_jsonl_line_that_is_not_an_object_names_the_line(inbox, line, what):
 def test_missing_text_column_lists_the_columns_found(inbox):
     path = write_jsonl(inbox / "cols.jsonl", [{"title": "T", "body_text": GOOD_TEXT}])
     with pytest.raises(
-        InputFileError, match=r"cols\.jsonl: needs one of the columns .*found \['title', 'body_text'\]"
+        InputFileError,
+        match=r"cols\.jsonl: line 1 \(the first row\) needs one of the columns .*found \['title', 'body_text'\]",
     ):
         read(path)
 
