@@ -3,8 +3,8 @@
 Usage (from the repo root, a materialized warehouse at FI_HOME, default .fi of the repository):
     python bench/tune_judge.py [--pairs-per-source 16] [--seed 0]
 
-Signals (LM log-probabilities, MiniLM cosines) are computed once and cached under /tmp; the fit only
-ever sees dev twins. Prints fitted weights (copy them into fi_resources/logic/rubric.py by hand), the
+Signals (LM log-probabilities, MiniLM cosines) are computed once and cached as JSON under
+FI_HOME/cache/bench (plain data: a cache file is read, never executed); the fit only ever sees dev twins. Prints fitted weights (copy them into fi_resources/logic/rubric.py by hand), the
 win rate of correct over corrupted twins per split and corruption, and the pass rate on real pairs.
 """
 
@@ -12,7 +12,6 @@ import argparse
 import glob
 import json
 import os
-import pickle
 import time
 from pathlib import Path
 
@@ -31,6 +30,29 @@ from fi_resources.warehouse import default_home
 FEATURES = ["total_gain", "relevance", "fluency"]
 
 
+def load_signals(path: Path) -> dict[tuple[str, str], dict[str, float]]:
+    """Cached signals by (instruction, answer); {} when there is no cache yet. JSON only: unlike a pickle, a
+    cache file someone else wrote cannot run code here."""
+    if not path.exists():
+        return {}
+    try:
+        rows = json.loads(path.read_text(encoding="utf8"))
+        return {(r["instruction"], r["answer"]): {k: float(v) for k, v in r["signals"].items()} for r in rows}
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise SystemExit(f"{path}: not a signals cache written by this script ({exc!r}); delete it") from exc
+
+
+def save_signals(path: Path, signals: dict[tuple[str, str], dict[str, float]]) -> None:
+    rows = [
+        {"instruction": i, "answer": a, "signals": {k: float(v) for k, v in s.items()}}
+        for (i, a), s in signals.items()
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rows), encoding="utf8")
+    tmp.replace(path)  # atomic: an interrupted run never leaves half a cache
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--home", default=str(default_home()))
@@ -47,8 +69,9 @@ def main() -> None:
     twins = pd.DataFrame([t.__dict__ for t in build_check_set(base, off, seed=args.seed)])
     print(f"base pairs {len(base)}, twins {len(twins)}, by split {twins.split.value_counts().to_dict()}")
 
-    cache = Path(f"/tmp/judge_signals_{args.pairs_per_source}_{args.seed}.pkl")
-    sig = pickle.loads(cache.read_bytes()) if cache.exists() else {}
+    # Under the data home, not the shared temp folder, where another user could plant a file.
+    cache = home / "cache" / "bench" / f"judge_signals_{args.pairs_per_source}_{args.seed}.json"
+    sig = load_signals(cache)
     items = list(dict.fromkeys(
         list(zip(twins.instruction, twins.answer, strict=True))
         + list(zip(twins.corrupted_instruction, twins.corrupted_answer, strict=True))
@@ -66,7 +89,7 @@ def main() -> None:
         )
         print(f"signals for {len(todo)} pairs in {time.perf_counter() - t:.0f}s")
         sig.update(zip(todo, rows, strict=True))
-        cache.write_bytes(pickle.dumps(sig))
+        save_signals(cache, sig)
 
     def feats(i, a):
         return [sig[(i, a)][f] for f in FEATURES]

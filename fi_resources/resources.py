@@ -6,8 +6,10 @@ import os
 from pathlib import Path
 
 import dagster as dg
+from pydantic import ConfigDict, ValidationInfo, field_validator
 
 from fi_resources import settings as st
+from fi_resources.backends import redact_url
 from fi_resources.models import Endpoints, ModelStore, Parts
 from fi_resources.profiles import get_profile
 from fi_resources.warehouse import Warehouse, default_home
@@ -29,7 +31,14 @@ class WarehouseResource(dg.ConfigurableResource):
 class ModelsResource(dg.ConfigurableResource):
     """The models of one profile (`fi_resources.profiles`): which base LM, encoder, judge and teachers, and
     where served roles are reached. Empty fields fall back to the FI_* environment variables named below.
+
+    Credentials come from the environment only: Dagster records every configured field in its run storage
+    (the job snapshot), so a URL field with `user:password@` is refused; FI_LLM_BASE_URL (read when a step
+    runs, never recorded) may carry them, or FI_LLM_API_KEY a bearer token.
     """
+
+    # A refused value must not be echoed by pydantic's error text.
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     profile: str = "embedded"
     warehouse: WarehouseResource  # the data home: the response cache and (by default) the model cache
@@ -52,6 +61,18 @@ class ModelsResource(dg.ConfigurableResource):
     # Let a user-named model run the code it ships (custom architecture, tokenizer or sentence-transformers
     # module): off unless asked for, here or with FI_TRUST_REMOTE_CODE=1. Our own folders never need it.
     trust_remote_code: bool = False
+
+    @field_validator("llm_base_url", "judge_base_url", "student_base_url")
+    @classmethod
+    def _no_credentials(cls, url: str, info: ValidationInfo) -> str:
+        if url != redact_url(url):
+            env = f"FI_{info.field_name.removesuffix('_base_url').upper()}_BASE_URL"
+            raise ValueError(
+                f"{info.field_name} {redact_url(url)} carries credentials (user:password@), and Dagster "
+                f"stores resource config in its run storage: leave {info.field_name} empty and set {env} "
+                "in the environment instead (credentials there are never recorded), or FI_LLM_API_KEY"
+            )
+        return url
 
     def _value(self, name: str, env: str) -> str:
         return getattr(self, name) or os.environ.get(env, "")

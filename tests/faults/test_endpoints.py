@@ -310,10 +310,16 @@ def test_models_resource_keeps_url_credentials_out_of_metadata(tmp_path, monkeyp
     from fi_resources.resources import ModelsResource, WarehouseResource
 
     monkeypatch.delenv("FI_LLM_API_KEY", raising=False)
+    # From the environment: Dagster records resource config in its run storage, so the field refuses them.
+    with pytest.raises(ValueError, match="llm_base_url http://h/v1 carries credentials") as info:
+        ModelsResource(
+            warehouse=WarehouseResource(home=str(tmp_path)), llm_base_url=f"http://alice:{SECRET}@h/v1"
+        )
+    no_secret(info.value)
+    monkeypatch.setenv("FI_LLM_BASE_URL", f"http://alice:{SECRET}@127.0.0.1:1/v1")
     models = ModelsResource(
         profile="paper",
         warehouse=WarehouseResource(home=str(tmp_path)),
-        llm_base_url=f"http://alice:{SECRET}@127.0.0.1:1/v1",
         llm_timeout_s=3.0,
         llm_total_deadline_s=7.0,
     ).parts()
