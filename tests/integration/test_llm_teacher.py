@@ -54,7 +54,9 @@ def logged(log: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def smollm2_server(model_cache, tmp_path_factory):
     log = tmp_path_factory.mktemp("llm") / "requests.jsonl"
-    proc, url = serve(materialize_smollm2(model_cache / "smollm2-135m-instruct"), "smollm2", log, "--batch-wait-ms", "300")
+    proc, url = serve(
+        materialize_smollm2(model_cache / "smollm2-135m-instruct"), "smollm2", log, "--batch-wait-ms", "300"
+    )
     yield url, log
     stop(proc)
 
@@ -137,3 +139,29 @@ def test_cache_key_includes_the_schema(tiny_lm, tmp_path) -> None:
     finally:
         stop(proc)
     assert ["response_format" in b for b in logged(tmp_path / "requests.jsonl")] == [False, True]
+
+
+def test_paper_profile_chooses_the_prompted_teacher_and_embedded_keeps_rules(tmp_path, monkeypatch) -> None:
+    from fi_resources.models import TEACHERS
+    from fi_resources.parts import TEACHER_JOBS
+    from fi_resources.resources import ModelsResource, WarehouseResource
+    from fi_resources.settings import TeacherSettings
+
+    for var in ("FI_LLM_BASE_URL", "FI_JUDGE_BASE_URL", "FI_TEACHER_MODEL"):
+        monkeypatch.delenv(var, raising=False)
+    home = WarehouseResource(home=str(tmp_path))
+    # No request is made here: a port nothing listens on is enough.
+    paper = ModelsResource(profile="paper", warehouse=home, llm_base_url="http://127.0.0.1:9/v1").parts()
+    for job in TEACHER_JOBS:
+        teacher = paper.teacher(job, TeacherSettings())
+        assert isinstance(teacher, PromptedTeacher)
+        assert teacher.lm.inner.config.endpoint == "chat"  # the server applies the teacher's chat template
+    assert paper.backend("teacher").inner.config.endpoint == "completions"  # the rule teacher's path
+    embedded = ModelsResource(profile="embedded", warehouse=home).parts()
+    assert embedded.profile.teacher_for("genericize") == "rules"
+    assert (
+        embedded.profile.teacher_for("instantiate", TeacherSettings(instantiate="llm").instantiate) == "llm"
+    )
+    with pytest.raises(ValueError, match="unknown teacher 'gpt'"):
+        paper.teacher("describe", TeacherSettings(describe="gpt"))
+    assert set(TEACHERS) == {"rules", "llm"}
