@@ -10,6 +10,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from fi_resources.backends import HTTPBackend, HTTPConfig
@@ -17,6 +18,8 @@ from fi_resources.cache import CachedBackend, ResponseCache
 from fi_resources.llm_teacher import PromptedTeacher
 from fi_resources.lm import materialize_smollm2, materialize_tiny_lm
 from fi_resources.logic import llm_prompts as lp
+from fi_resources.settings import TemplateBankSettings
+from fi_resources.stages import templates as templates_stage
 from tests.integration.test_backends import free_port, stop, wait_listening
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,11 +118,21 @@ def test_refused_response_format_falls_back_once_and_remembers(tiny_lm, tmp_path
     try:
         backend = HTTPBackend(HTTPConfig(url, "tiny", endpoint="chat", concurrency=1))
         teacher = PromptedTeacher(backend, max_new_tokens=dict.fromkeys(lp.PROMPT_VERSIONS, 8))
-        out = teacher.genericize(QUERIES + ["Where is Mount Kilimanjaro?"])
+        queries = pd.DataFrame(
+            {"query_id": ["a", "b", "c"], "query": QUERIES + ["Where is Mount Kilimanjaro?"]}
+        )
+        # Through the stage, as the silver_templates asset runs it: its stats are the asset's metadata.
+        result = templates_stage.silver_templates(queries, teacher, TemplateBankSettings(silver_templates=3))
     finally:
         stop(proc)
-    assert len(out) == 3 and sum(teacher.outcomes["genericize"].values()) == 3
+    assert len(result.value) == 3 and sum(teacher.outcomes["genericize"].values()) == 3
     assert backend.stats.schema_fallbacks == 1 and backend.schema_unsupported
+    stats = result.stats
+    assert stats["schema_fallbacks"] == 1
+    drops = stats["teacher_drops"].counts
+    assert sum(drops.values()) == 3 - stats["valid_templates"]
+    assert all(k.startswith("genericize:") for k in drops)
+    assert stats["outcomes"].counts == dict(teacher.outcomes["genericize"])
     # The first prompt went with the schema (refused), then without; later prompts never carry it.
     assert ["response_format" in b for b in logged(log)] == [True, False, False, False]
 
