@@ -41,6 +41,7 @@ class BackendStats:
     seconds: float = 0.0
     requests: int = 0  # HTTP requests (retries included); 0 for local models
     retries: int = 0
+    schema_fallbacks: int = 0  # requests resent without response_format after the server refused it (400)
 
     @property
     def tokens_per_s(self) -> float:
@@ -88,6 +89,7 @@ class LocalBackend:
         stop: str | None = None,
         progress: Progress | None = None,
         copy_sources: Sequence[str] | None = None,
+        schema: dict | None = None,  # no constrained JSON decoding in-process: callers parse strictly
     ) -> list[str]:
         start = time.perf_counter()
         before = self.lm.stats.new_tokens
@@ -235,6 +237,8 @@ class HTTPBackend:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._tokenizer = None
+        # Set once the server answers 400 to a response_format: later requests go without it.
+        self.schema_unsupported = False
 
     # requests.Session is not documented as thread-safe: one per worker thread.
     def _session(self) -> requests.Session:
@@ -290,7 +294,7 @@ class HTTPBackend:
             **c.extra,
         }
 
-    def _body(self, prompt: str, max_new_tokens: int, stop: str | None) -> dict:
+    def _body(self, prompt: str, max_new_tokens: int, stop: str | None, schema: dict | None = None) -> dict:
         body: dict = {
             "model": self.config.model,
             "max_tokens": max_new_tokens,
@@ -302,6 +306,8 @@ class HTTPBackend:
             body["messages"] = [{"role": "user", "content": prompt}]
         if stop:
             body["stop"] = [stop]
+        if schema is not None and not self.schema_unsupported:
+            body["response_format"] = schema  # OpenAI structured output: {"type": "json_schema", ...}
         body.update(self.config.extra)
         return body
 
@@ -382,10 +388,15 @@ class HTTPBackend:
         return random.uniform(delay / 2, delay)
 
     def _request(
-        self, prompt: str, max_new_tokens: int, stop: str | None, cancel: threading.Event | None = None
+        self,
+        prompt: str,
+        max_new_tokens: int,
+        stop: str | None,
+        cancel: threading.Event | None = None,
+        schema: dict | None = None,
     ) -> str:
         c = self.config
-        body = self._body(prompt, max_new_tokens, stop)
+        body = self._body(prompt, max_new_tokens, stop, schema)
         start = time.monotonic()
         give_up = start + c.total_deadline_s
         last = ""
@@ -416,6 +427,24 @@ class HTTPBackend:
                 last = f"HTTP {status}: {data[:200].decode('utf-8', 'replace')}"
                 wait_at_least = _retry_after(headers.get("Retry-After"))
                 continue
+            if status == 400 and "response_format" in body:
+                # A server without structured output: resend once without it (not counted as a retry), and
+                # remember, so later prompts are sent without it; the caller's strict parser still applies.
+                log.warning("%s refused response_format (HTTP 400): sending without it", self.url)
+                body = {k: v for k, v in body.items() if k != "response_format"}
+                with self._lock:
+                    self.schema_unsupported = True
+                    self.stats.schema_fallbacks += 1
+                    self.stats.requests += 1
+                try:
+                    now = time.monotonic()
+                    status, headers, data = self._post(body, now + min(c.request_deadline_s, give_up - now))
+                except _Retryable as exc:
+                    last = str(exc)
+                    continue
+                if status in _RETRY_STATUS:
+                    last = f"HTTP {status}: {data[:200].decode('utf-8', 'replace')}"
+                    continue
             if status != 200:
                 text = data[:300].decode("utf-8", "replace")
                 raise BackendError(f"{self.url} answered HTTP {status} (not retried): {text}")
@@ -434,6 +463,7 @@ class HTTPBackend:
         stop: str | None = None,
         progress: Progress | None = None,
         copy_sources: Sequence[str] | None = None,
+        schema: dict | None = None,  # an OpenAI response_format, sent where the server takes it
     ) -> list[str]:
         start = time.perf_counter()
         out: list[str] = [""] * len(prompts)
@@ -445,7 +475,7 @@ class HTTPBackend:
 
             def request(prompt: str) -> str:
                 try:
-                    return self._request(prompt, max_new_tokens, stop, cancel)
+                    return self._request(prompt, max_new_tokens, stop, cancel, schema)
                 except _Stopped:
                     raise
                 except BaseException as exc:

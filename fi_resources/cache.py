@@ -214,10 +214,13 @@ class CachedBackend:
         stop: str | None = None,
         progress: Progress | None = None,
         copy_sources: Sequence[str] | None = None,
+        schema: dict | None = None,
     ) -> list[str]:
         start = time.perf_counter()
         ident = self.identity()
         params: dict = {"max_new_tokens": max_new_tokens, "stop": stop}
+        if schema is not None:
+            params["schema"] = schema  # a schema-constrained answer differs from a free one
         constrained = copy_sources is not None and self.supports_copy_constraint
         if constrained:
             params["copy_constrained"] = True  # the source is in the prompt; the flag changes the output
@@ -244,7 +247,9 @@ class CachedBackend:
                 if progress:
                     progress(min(total - 1, before + done), total, time.perf_counter() - start)
 
-            extra = {"copy_sources": [source_of[k] for k in chunk]} if constrained else {}
+            extra: dict = {"copy_sources": [source_of[k] for k in chunk]} if constrained else {}
+            if schema is not None:
+                extra["schema"] = schema
             texts = self.inner.generate(
                 [prompt_of[k] for k in chunk],
                 max_new_tokens=max_new_tokens,

@@ -16,6 +16,7 @@ from fi_resources.backends import Backend, HTTPBackend, HTTPConfig, LocalBackend
 from fi_resources.cache import CachedBackend, ResponseCache
 from fi_resources.encoder import Encoder, materialize_tiny_encoder, minilm_dir
 from fi_resources.judge import FlowJudge, LikelihoodJudge
+from fi_resources.llm_teacher import PromptedTeacher
 from fi_resources.lm import CausalLM, materialize_smollm2, materialize_tiny_lm
 from fi_resources.parts import Judge
 from fi_resources.profiles import (
@@ -173,14 +174,17 @@ class Parts:
         self.response_cache = response_cache
 
     # ---- generation backends ------------------------------------------------------------------
-    def backend(self, role: str, path: str | Path | None = None, version: str = "") -> Backend:
+    def backend(
+        self, role: str, path: str | Path | None = None, version: str = "", chat: bool = False
+    ) -> Backend:
         """The text generator of a role. `path` (students): the fine-tuned model folder; `version`: its data
-        version (else the cache hashes the weights). Wrapped in the response cache unless turned off."""
+        version (else the cache hashes the weights); `chat`: a served teacher through the chat endpoint (the
+        prompted teacher) instead of raw completions. Wrapped in the response cache unless turned off."""
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}; choose one of {ROLES}")
         if role in STUDENT_ROLES and path is None:
             raise ValueError(f"role {role!r} needs the path of the fine-tuned student")
-        inner = self._http_backend(role, path, version) or LocalBackend(
+        inner = self._http_backend(role, path, version, chat) or LocalBackend(
             # A decode step costs about the same for 16 or 64 rows on CPU (bench_generation), so batches are
             # wide; the response cache hands over chunks of up to 64 prompts.
             self.store.lm(path),
@@ -191,7 +195,9 @@ class Parts:
             return inner
         return CachedBackend(inner, ResponseCache(self.response_cache))
 
-    def _http_backend(self, role: str, path: str | Path | None, version: str) -> HTTPBackend | None:
+    def _http_backend(
+        self, role: str, path: str | Path | None, version: str, chat: bool = False
+    ) -> HTTPBackend | None:
         ep = self.endpoints
         common = dict(
             concurrency=ep.concurrency,
@@ -216,7 +222,7 @@ class Parts:
                 f"set ModelsResource.llm_base_url or FI_LLM_BASE_URL (e.g. http://gpu-host:8000/v1 of "
                 f"`vllm serve {model}`)"
             )
-        teacher = role == "teacher"
+        teacher = role == "teacher" and not chat  # raw completions: the rule teacher's prefix-forced prompts
         return HTTPBackend(
             HTTPConfig(
                 url,
@@ -277,5 +283,15 @@ def _rules_teacher(parts: Parts, settings: TeacherSettings) -> WeakSupervisionTe
     )
 
 
+def _llm_teacher(parts: Parts, settings: TeacherSettings) -> PromptedTeacher:
+    # Chat endpoint when served: the server applies the teacher model's own chat template.
+    return PromptedTeacher(
+        parts.backend("teacher", chat=True), settings.llm_structured_output, settings.llm_min_compatible_score
+    )
+
+
 # Teacher implementations by the name a profile or TeacherSettings chooses.
-TEACHERS: dict[str, Callable[[Parts, TeacherSettings], object]] = {"rules": _rules_teacher}
+TEACHERS: dict[str, Callable[[Parts, TeacherSettings], object]] = {
+    "rules": _rules_teacher,
+    "llm": _llm_teacher,
+}

@@ -88,6 +88,7 @@ PROFILES: dict[str, Profile] = {
         judge="flow-judge",
         served_roles=frozenset({"teacher", "judge"}),
         served_models={"teacher": "meta-llama/Llama-3.3-70B-Instruct", "judge": "flowaicom/Flow-Judge-v0.1"},
+        teachers=dict.fromkeys(TEACHER_JOBS, "llm"),  # the paper's method: a prompted LLM for every job
     ),
 }
 

@@ -2,6 +2,7 @@
 
     python -m fi_resources.serve --model PATH [--name NAME] [--host 127.0.0.1] [--port 8000] [--max-batch 16]
         [--max-body-bytes 4194304] [--max-tokens-limit 2048] [--socket-timeout 30] [--trust-remote-code]
+        [--request-log PATH] [--refuse-response-format]
 
 Endpoints: GET /v1/models, POST /v1/completions (prompt: string or list), POST /v1/chat/completions,
 GET /health, GET /metrics (request counters, as JSON). Decoding is greedy only (temperature 0), like the
@@ -10,6 +11,11 @@ pipeline's local backend, so a served model answers exactly what the in-process 
 Limits: a request body over --max-body-bytes is answered 413, max_tokens over --max-tokens-limit (or a
 prompt that does not fit the model's context) 400, every malformed parameter 400; a connection that sends
 nothing for --socket-timeout seconds is closed. It listens on 127.0.0.1 unless --host says otherwise.
+
+`response_format` (OpenAI structured output) is checked and accepted but not enforced: there is no
+constrained decoding, so clients parse strictly as they must for any server. `--refuse-response-format`
+answers it 400 instead, as servers without structured output do (to test a client's fallback);
+`--request-log PATH` appends every POST body as one JSON line (to see the prompts a run sent).
 
 Requests that arrive together are decoded together: a single worker thread takes the queued prompts (up to
 --max-batch, waiting --batch-wait-ms for more) and runs one batched `CausalLM.generate` per max_tokens value.
@@ -166,8 +172,13 @@ class ModelServer(ThreadingHTTPServer):
         max_body_bytes: int = MAX_BODY_BYTES,
         max_tokens_limit: int = MAX_TOKENS_LIMIT,
         socket_timeout_s: float = SOCKET_TIMEOUT_S,
+        request_log: str = "",
+        refuse_response_format: bool = False,
     ):
         self.lm = lm
+        self.request_log = request_log
+        self.refuse_response_format = refuse_response_format
+        self._log_lock = threading.Lock()
         self.model_name = name
         self.max_body_bytes = max_body_bytes
         self.max_tokens_limit = max_tokens_limit
@@ -177,6 +188,13 @@ class ModelServer(ThreadingHTTPServer):
         self.metrics = Metrics()
         self.started = int(time.time())
         super().__init__(address, Handler)
+
+    def log_request_body(self, path: str, body: dict) -> None:
+        if not self.request_log:
+            return
+        line = json.dumps({"path": path, "body": body}, ensure_ascii=False)
+        with self._log_lock, open(self.request_log, "a", encoding="utf8") as f:
+            f.write(line + "\n")
 
     # ---- OpenAI request handling ---------------------------------------------------------------
     def _common(self, body: dict) -> tuple[int, list[str]]:
@@ -194,6 +212,16 @@ class ModelServer(ThreadingHTTPServer):
             raise RequestError(400, f"n must be 1, not {n!r}")
         if body.get("stream") not in (None, False):
             raise RequestError(400, "streaming is not supported: send stream false or leave it out")
+        fmt = body.get("response_format")
+        if fmt is not None:
+            if self.refuse_response_format:
+                raise RequestError(400, "response_format is not supported by this server")
+            if not isinstance(fmt, dict) or fmt.get("type") not in ("text", "json_object", "json_schema"):
+                raise RequestError(
+                    400, "response_format must be an object with type text, json_object or json_schema"
+                )
+            if fmt["type"] == "json_schema" and not isinstance(fmt.get("json_schema"), dict):
+                raise RequestError(400, "response_format json_schema needs a json_schema object")
         max_tokens = body.get("max_tokens", body.get("max_completion_tokens", 16))
         if not _is_int(max_tokens) or max_tokens < 1:
             raise RequestError(400, f"max_tokens must be a positive integer, not {max_tokens!r}")
@@ -386,6 +414,7 @@ class Handler(BaseHTTPRequestHandler):
             if not isinstance(body, dict):
                 self._error(400, "request body must be a JSON object")
                 return
+            self.server.log_request_body(path, body)
             try:
                 self._send(200, routes[path](body))
             except RequestError as exc:
@@ -408,10 +437,16 @@ def make_server(
     max_tokens_limit: int = MAX_TOKENS_LIMIT,
     socket_timeout_s: float = SOCKET_TIMEOUT_S,
     trust_remote_code: bool = False,
+    request_log: str = "",
+    refuse_response_format: bool = False,
 ) -> ModelServer:
     lm = CausalLM(model, name=name or model, trust_remote_code=trust_remote_code)
     limits = dict(
-        max_body_bytes=max_body_bytes, max_tokens_limit=max_tokens_limit, socket_timeout_s=socket_timeout_s
+        max_body_bytes=max_body_bytes,
+        max_tokens_limit=max_tokens_limit,
+        socket_timeout_s=socket_timeout_s,
+        request_log=request_log,
+        refuse_response_format=refuse_response_format,
     )
     return ModelServer((host, port), lm, name or model, max_batch, batch_wait_ms / 1000, **limits)
 
@@ -441,6 +476,12 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="let the model run the code it ships (off by default)",
     )
+    parser.add_argument("--request-log", default="", help="append each POST body as a JSON line to this file")
+    parser.add_argument(
+        "--refuse-response-format",
+        action="store_true",
+        help="answer 400 to any response_format, as a server without structured output does",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server = make_server(
@@ -454,6 +495,8 @@ def main(argv: list[str] | None = None) -> None:
         max_tokens_limit=args.max_tokens_limit,
         socket_timeout_s=args.socket_timeout,
         trust_remote_code=args.trust_remote_code,
+        request_log=args.request_log,
+        refuse_response_format=args.refuse_response_format,
     )
     host, port = server.server_address[:2]
     # Tests and scripts wait for this line (and read the port from it when --port 0).

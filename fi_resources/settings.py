@@ -75,6 +75,10 @@ class TeacherSettings(StageSettings):
     fill_threshold: float = 0.15  # cosine(slot description, filler) the rule-based teacher accepts
     answer_threshold: float = 0.30  # cosine(instruction, excerpt) the rule-based teacher accepts
     answer_chars: int = 480  # the rule-based teacher widens its answer excerpt over following sentences
+    llm_structured_output: bool = True  # the prompted teacher sends each job's JSON schema (response_format)
+    llm_min_compatible_score: int = (
+        4  # the prompted teacher's compatibility score (1–5) that labels compatible
+    )
 
 
 class StudentSettings(StageSettings):

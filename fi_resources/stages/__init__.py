@@ -88,4 +88,11 @@ def teacher_stats(teacher: object) -> dict[str, object]:
     """A teacher's generation work (`backend_stats` of its `lm`), or nothing for a teacher that does not
     generate."""
     generator = getattr(teacher, "lm", None)
-    return backend_stats(generator) if generator is not None else {}
+    stats = backend_stats(generator) if generator is not None else {}
+    if generator is not None and getattr(generator.stats, "schema_fallbacks", 0):
+        stats["schema_fallbacks"] = generator.stats.schema_fallbacks
+    # A prompted teacher's dropped outputs by job and reason (`PromptedTeacher.drop_counts`).
+    drops = getattr(teacher, "drop_counts", None)
+    if drops is not None:
+        stats["teacher_drops"] = Counts(drops())
+    return stats
