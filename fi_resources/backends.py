@@ -294,6 +294,17 @@ class HTTPBackend:
             **c.extra,
         }
 
+    def _without_schema(self, body: dict) -> dict:
+        """A server without structured output answered 400: resend once without `response_format` (not
+        counted as a retry), and remember, so later prompts are sent without it; the caller's strict parser
+        still applies."""
+        log.warning("%s refused response_format (HTTP 400): sending without it", self.url)
+        with self._lock:
+            self.schema_unsupported = True
+            self.stats.schema_fallbacks += 1
+            self.stats.requests += 1
+        return {k: v for k, v in body.items() if k != "response_format"}
+
     def _body(self, prompt: str, max_new_tokens: int, stop: str | None, schema: dict | None = None) -> dict:
         body: dict = {
             "model": self.config.model,
@@ -420,6 +431,10 @@ class HTTPBackend:
                 self.stats.requests += 1
             try:
                 status, headers, data = self._post(body, now + min(c.request_deadline_s, give_up - now))
+                if status == 400 and "response_format" in body:
+                    body = self._without_schema(body)
+                    now = time.monotonic()
+                    status, headers, data = self._post(body, now + min(c.request_deadline_s, give_up - now))
             except _Retryable as exc:
                 last = str(exc)
                 continue
@@ -427,24 +442,6 @@ class HTTPBackend:
                 last = f"HTTP {status}: {data[:200].decode('utf-8', 'replace')}"
                 wait_at_least = _retry_after(headers.get("Retry-After"))
                 continue
-            if status == 400 and "response_format" in body:
-                # A server without structured output: resend once without it (not counted as a retry), and
-                # remember, so later prompts are sent without it; the caller's strict parser still applies.
-                log.warning("%s refused response_format (HTTP 400): sending without it", self.url)
-                body = {k: v for k, v in body.items() if k != "response_format"}
-                with self._lock:
-                    self.schema_unsupported = True
-                    self.stats.schema_fallbacks += 1
-                    self.stats.requests += 1
-                try:
-                    now = time.monotonic()
-                    status, headers, data = self._post(body, now + min(c.request_deadline_s, give_up - now))
-                except _Retryable as exc:
-                    last = str(exc)
-                    continue
-                if status in _RETRY_STATUS:
-                    last = f"HTTP {status}: {data[:200].decode('utf-8', 'replace')}"
-                    continue
             if status != 200:
                 text = data[:300].decode("utf-8", "replace")
                 raise BackendError(f"{self.url} answered HTTP {status} (not retried): {text}")
