@@ -137,8 +137,9 @@ def browser() -> Iterator[object]:
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    # --no-sandbox: CI runs as root, where chromium's sandbox refuses to start.
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1920,1080"):
+    # --no-sandbox: CI runs as root, where chromium's sandbox refuses to start. The window is tall enough for
+    # the expanded graph to fit at the UI's smallest zoom (at 1080 px its top row was cut off).
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=2000,1700"):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     driver.set_page_load_timeout(60)
