@@ -46,7 +46,7 @@ def _missing_browser() -> str | None:
     return None
 
 
-pytestmark = pytest.mark.skipif(_missing_browser() is not None, reason=str(_missing_browser()))
+MISSING_BROWSER = _missing_browser()
 
 
 def _free_port() -> int:
@@ -175,17 +175,24 @@ def _open_lineage(driver, base: str) -> list[str]:
 
     wait = WebDriverWait(driver, UI_S)
     driver.get(f"{base}/asset-groups")
-    wait.until(ec.presence_of_element_located((By.XPATH, "//*[normalize-space(.)='Materialize all…']")))
+    wait.until(
+        ec.presence_of_element_located((By.XPATH, "//*[normalize-space(.)='Materialize all…']")),
+        "the lineage page shows no 'Materialize all…'",
+    )
     # Groups start collapsed in a fresh browser and stay as last left within one; the graph's "Expand all
     # groups" (its options menu) has the shortcut Alt+E, a toggle, so press it only on a collapsed graph.
     nodes = "[class*='AssetNode_assetName']"
-    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "svg foreignObject")))
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "svg foreignObject")), "no graph drawn")
     if len(driver.find_elements(By.CSS_SELECTOR, nodes)) < len(ISSUE_ASSETS):
         ActionChains(driver).key_down(Keys.ALT).send_keys("e").key_up(Keys.ALT).perform()
-    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, nodes)) >= len(ISSUE_ASSETS))
+    wait.until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, nodes)) >= len(ISSUE_ASSETS),
+        f"fewer than {len(ISSUE_ASSETS)} asset nodes after expanding the groups",
+    )
     return [e.text for e in driver.find_elements(By.CSS_SELECTOR, nodes)]
 
 
+@pytest.mark.skipif(MISSING_BROWSER is not None, reason=str(MISSING_BROWSER))
 def test_browser_shows_the_graph_and_materializes_documents(dagster_dev, browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -205,13 +212,12 @@ def test_browser_shows_the_graph_and_materializes_documents(dagster_dev, browser
 
     # Materialize `documents` as a person would: its page, "Materialize…", all (one) partitions, launch.
     driver.get(f"{base}/assets/documents")
-    wait.until(ec.element_to_be_clickable((By.XPATH, "//button[normalize-space(.)='Materialize…']"))).click()
-    dialog = "//*[@role='dialog']"
-    wait.until(ec.element_to_be_clickable((By.XPATH, f"{dialog}//button[normalize-space(.)='All']"))).click()
+    for label in ("Materialize…", "All", "Launch 1 run"):
+        button = f"//button[normalize-space(.)='{label}']"
+        wait.until(ec.element_to_be_clickable((By.XPATH, button)), f"no clickable {label!r} button").click()
     wait.until(
-        ec.element_to_be_clickable((By.XPATH, f"{dialog}//button[normalize-space(.)='Launch 1 run']"))
-    ).click()
-    wait.until(ec.invisibility_of_element_located((By.XPATH, dialog)))
+        ec.invisibility_of_element_located((By.XPATH, "//*[@role='dialog']")), "the launch dialog stayed open"
+    )
 
     runs_query = "{ runsOrError { ... on Runs { results { runId status tags { key value } } } } }"
     deadline, runs = time.monotonic() + RUN_S, []
@@ -227,7 +233,10 @@ def test_browser_shows_the_graph_and_materializes_documents(dagster_dev, browser
 
     # The run's page in the UI says so too.
     driver.get(f"{base}/runs/{run['runId']}")
-    wait.until(ec.presence_of_element_located((By.XPATH, "//*[normalize-space(.)='Success']")))
+    wait.until(
+        ec.presence_of_element_located((By.XPATH, "//*[normalize-space(.)='Success']")),
+        "the run's page does not say Success",
+    )
 
     # The screenshot: the whole graph, groups expanded, `documents` now materialized.
     _open_lineage(driver, base)
