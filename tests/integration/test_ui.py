@@ -57,13 +57,13 @@ def webserver(tmp_path):
         proc.wait(30)
 
 
-def _graphql(base: str, query: str) -> dict:
+def _graphql(base: str, query: str, timeout: float = 60) -> dict:
     req = urllib.request.Request(
         f"{base}/graphql",
         data=json.dumps({"query": query}).encode(),
         headers={"Content-Type": "application/json"},
     )
-    return json.loads(urllib.request.urlopen(req, timeout=60).read())["data"]
+    return json.loads(urllib.request.urlopen(req, timeout=timeout).read())["data"]
 
 
 def test_webserver_serves_every_asset_with_its_lineage(webserver):

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_definitions import ISSUE_ASSETS
+from tests.integration.test_ui import _free_port, _graphql
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("FI_CHROMIUM", "/usr/bin/chromium"))
@@ -47,21 +47,6 @@ def _missing_browser() -> str | None:
 
 
 MISSING_BROWSER = _missing_browser()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _graphql(base: str, query: str) -> dict:
-    req = urllib.request.Request(
-        f"{base}/graphql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    return json.loads(urllib.request.urlopen(req, timeout=30).read())["data"]
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -202,7 +187,7 @@ def test_browser_shows_the_graph_and_materializes_documents(dagster_dev, browser
     wait = WebDriverWait(driver, UI_S)
     every = {
         "/".join(n["assetKey"]["path"])
-        for n in _graphql(base, "{ assetNodes { assetKey { path } } }")["assetNodes"]
+        for n in _graphql(base, "{ assetNodes { assetKey { path } } }", timeout=30)["assetNodes"]
     }
     assert every >= ISSUE_ASSETS
 
@@ -222,7 +207,7 @@ def test_browser_shows_the_graph_and_materializes_documents(dagster_dev, browser
     runs_query = "{ runsOrError { ... on Runs { results { runId status tags { key value } } } } }"
     deadline, runs = time.monotonic() + RUN_S, []
     while time.monotonic() < deadline:
-        runs = _graphql(base, runs_query)["runsOrError"]["results"]
+        runs = _graphql(base, runs_query, timeout=30)["runsOrError"]["results"]
         if runs and runs[0]["status"] in {"SUCCESS", "FAILURE", "CANCELED"}:
             break
         time.sleep(2)
