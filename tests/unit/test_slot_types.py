@@ -38,7 +38,9 @@ def test_a_slot_left_empty_does_not_follow_the_template():
 def test_a_mistyped_slot_caps_the_score():
     args = (30.0, 0.6, -2.0, "The currency used in Algeria is the Algerian dinar, issued by its bank.")
     assert judge_pair(*args, TemplateSignals(answer_kind="open", asked_coverage=1.0)).score >= 4
-    capped = judge_pair(*args, TemplateSignals(answer_kind="open", asked_coverage=1.0, slot_type_mismatch="x"))
+    capped = judge_pair(
+        *args, TemplateSignals(answer_kind="open", asked_coverage=1.0, slot_type_mismatch="x")
+    )
     assert capped.score == 3 and "wrong kind of thing" in capped.reason
 
 
