@@ -27,6 +27,7 @@ def test_the_rank_rule():
     assert type_vocabulary("stewardess")[-1] == "stewardess"
     assert head_rank(scores | {"stewardess": 6.0}, "stewardess") == 0
     assert "empty" in type_mismatch(" ", "a country", scores)
+    assert type_mismatch("Alchemy", "a thing", scores) is None  # every value is "a thing"
 
 
 def test_a_slot_left_empty_does_not_follow_the_template():
