@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Protocol
 
 import numpy as np
@@ -21,8 +22,10 @@ from fi_resources.logic.flow_judge import (
     flow_judge_prompt,
     parse_flow_judge_output,
 )
+from fi_resources.logic.genericize import type_prompt
 from fi_resources.logic.prompts import judge_contexts
 from fi_resources.logic.rubric import TemplateSignals, judge_pair
+from fi_resources.logic.slot_types import TOP_K, TYPE_NOUNS, UNTYPED_KINDS, slot_head, type_mismatch
 from fi_resources.logic.templates import (
     TemplateError,
     asked_coverage,
@@ -146,17 +149,46 @@ def answer_logprobs(
     return out
 
 
+class SlotTyper:
+    """Each type noun's log-likelihood after the LM's few-shot "<value> is a kind of", relative to its prior
+    after "It is a kind of" (logic/slot_types.py). Nouns are scored by their first token: one forward pass
+    per distinct value."""
+
+    def __init__(self, lm, batch_size: int = 32):
+        self.lm = lm
+        self.batch_size = batch_size
+
+    def scores(self, values: Sequence[str], extra_nouns: Sequence[str] = ()) -> dict[str, dict[str, float]]:
+        from fi_resources.lm import next_token_logprobs
+
+        nouns = list(dict.fromkeys([*TYPE_NOUNS, *extra_nouns]))
+        tok = self.lm.tokenizer
+        ids = [tok(" " + n, add_special_tokens=False)["input_ids"][0] for n in nouns]
+        distinct = list(dict.fromkeys(values))
+        if not distinct:
+            return {}
+        prompts = [type_prompt(v) for v in distinct] + [type_prompt("It")]
+        lp = next_token_logprobs(self.lm.model, tok, prompts, ids, self.batch_size)
+        relative = lp[:-1] - lp[-1]
+        return {
+            v: dict(zip(nouns, map(float, row), strict=True))
+            for v, row in zip(distinct, relative, strict=True)
+        }
+
+
 class LikelihoodJudge:
     """The embedded judge: instruction gain (PMI) and fluency under the LM, relevance under the encoder, text
     flags; combined and mapped to 1–5 by logic/rubric.py. Each distinct (context, answer) is scored once."""
 
-    name = "likelihood-judge/v4"
+    name = "likelihood-judge/v5"
     max_answer_words = 64  # longer answers are scored on their start: the signals settle, the cost does not
 
     def __init__(self, lm, encoder, batch_size: int = 16):
         self.lm = lm
         self.encoder = encoder
         self.batch_size = batch_size
+        self.typer = SlotTyper(lm)
+        self.slot_top_k: int | None = TOP_K  # None: no slot type check (bench/slot_type_report.py's baseline)
 
     def _logprobs(
         self, items: list[tuple[str, str]], progress: Progress | None
@@ -221,6 +253,29 @@ class LikelihoodJudge:
             answer_mismatch=answer_kind_mismatch(instruction, answer),
         )
 
+    def slot_type_mismatches(
+        self, templates: Sequence[str], instructions: Sequence[str], top_k: int = TOP_K
+    ) -> list[str | None]:
+        """Per pair, why a slot holds the wrong kind of thing (logic/slot_types.py), or None; only questions
+        whose meaning depends on the slot's type are checked."""
+        items = []  # (pair, value, slot description)
+        for k, (template, instruction) in enumerate(zip(templates, instructions, strict=True)):
+            if question_kind(instruction)[0] in UNTYPED_KINDS:
+                continue
+            try:
+                tpl = parse_template(template)
+            except TemplateError:
+                continue
+            fillers = recover_fillers(tpl.text, instruction)
+            if fillers and len(fillers) == tpl.n_slots:
+                items += [(k, f, d) for f, d in zip(fillers, tpl.slots, strict=True)]
+        heads = [h for _, _, d in items if (h := slot_head(d))]
+        scores = self.typer.scores([f for _, f, _ in items], heads)
+        out: list[str | None] = [None] * len(templates)
+        for k, value, description in items:
+            out[k] = out[k] or type_mismatch(value, description, scores.get(value, {}), top_k)
+        return out
+
     def score(
         self,
         instructions: Sequence[str],
@@ -239,13 +294,17 @@ class LikelihoodJudge:
             if templates is not None
             else [None] * len(instructions)
         )
+        if templates is not None and self.slot_top_k is not None:
+            mismatches = self.slot_type_mismatches(templates, instructions, self.slot_top_k)
+            checks = [replace(c, slot_type_mismatch=m) for c, m in zip(checks, mismatches, strict=True)]
         rows = []
         for s, answer, check in zip(
             self.signals(instructions, answers, progress), answers, checks, strict=True
         ):
             if check is not None:
                 s |= {"asked_coverage": check.asked_coverage, "unaskable": check.unaskable,
-                      "answer_kind": check.answer_kind, "answer_mismatch": check.answer_mismatch}  # fmt: skip
+                      "answer_kind": check.answer_kind, "answer_mismatch": check.answer_mismatch,
+                      "slot_type_mismatch": check.slot_type_mismatch}  # fmt: skip
             if not s["answer_tokens"]:
                 rows.append({**s, "judge_score": None, "judge_value": None, "judge_reason": "empty answer",
                              "judge_feedback": None, "judge_error": "empty_answer: nothing to judge"})  # fmt: skip

@@ -13,7 +13,7 @@ from fi_resources.lm.loading import (
     smollm2_gguf_dir,
 )
 from fi_resources.lm.model import CausalLM, GenerationStats
-from fi_resources.lm.scoring import right_padded
+from fi_resources.lm.scoring import next_token_logprobs, right_padded
 
 __all__ = [
     "SMOLLM2_GGUF",
@@ -25,6 +25,7 @@ __all__ = [
     "check_cache_internals",
     "materialize_smollm2",
     "materialize_tiny_lm",
+    "next_token_logprobs",
     "right_padded",
     "smollm2_gguf_dir",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 
@@ -39,3 +40,22 @@ def mean_logprob(
             pos = torch.arange(first - 1, first - 1 + len(x))
             scores.append(logp[r, pos, torch.tensor(x)].mean().item())
     return scores
+
+
+@torch.inference_mode()
+def next_token_logprobs(
+    model, tokenizer, prompts: Sequence[str], token_ids: Sequence[int], batch_size: int = 32
+) -> np.ndarray:
+    """(prompts, tokens) log-probabilities of each of `token_ids` as the token right after each prompt; the
+    output layer runs only at the prompts' last positions."""
+    out = np.zeros((len(prompts), len(token_ids)), dtype=np.float32)
+    cols = torch.tensor(list(token_ids))
+    for b in range(0, len(prompts), batch_size):
+        seqs = [tokenizer(p, add_special_tokens=False)["input_ids"] or [tokenizer.eos_token_id]
+                for p in prompts[b : b + batch_size]]  # fmt: skip
+        ids, mask = right_padded(seqs, tokenizer.pad_token_id)
+        hidden = model.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+        last = hidden[torch.arange(len(seqs)), torch.tensor([len(s) - 1 for s in seqs])]
+        logp = torch.log_softmax(model.get_output_embeddings()(last).float(), -1)
+        out[b : b + len(seqs)] = logp[:, cols].numpy()
+    return out

@@ -74,6 +74,7 @@ class TemplateSignals:
     asked_coverage: float | None = None  # share of the asked words (templates.asked_words) the answer has
     answer_kind: str | None = None  # `answer_kind.question_kind` of the instruction
     answer_mismatch: str | None = None  # `answer_kind.answer_kind_mismatch`: the answer lacks the asked shape
+    slot_type_mismatch: str | None = None  # `slot_types.type_mismatch`: a slot holds the wrong kind of thing
 
 
 MIN_ASKED_COVERAGE = 0.5
@@ -84,7 +85,8 @@ def template_caps(signals: TemplateSignals) -> tuple[float, str] | None:
     astronomer's official?") is not a usable instruction (≤ 2); an answer that never mentions what is asked
     ("How many sides does <a tennis player> have?" → his titles) answers only the topic (≤ 3), and so does
     one without the shape its question asks for ("What is Australia?" → "Australia has escaped with a
-    draw…"). For an open question (no shape to check), only an answer that mentions everything asked can
+    draw…"), and so does a question whose slot holds the wrong kind of thing ("Who invented <a computer>?"
+    → "animation"). For an open question (no shape to check), only an answer that mentions everything asked can
     earn a 4: on the audit set's tune split, open questions were the bulk of the judge's false keeps."""
     if signals.unaskable:
         return 2.499, f"unaskable instruction ({signals.unaskable})"
@@ -92,6 +94,8 @@ def template_caps(signals: TemplateSignals) -> tuple[float, str] | None:
         return 3.499, f"answer does not address what is asked (coverage {signals.asked_coverage:.2f})"
     if signals.answer_mismatch:
         return 3.499, f"answer does not respond: {signals.answer_mismatch}"
+    if signals.slot_type_mismatch:
+        return 3.499, f"slot filled with the wrong kind of thing: {signals.slot_type_mismatch}"
     if signals.answer_kind == "open" and signals.asked_coverage is not None and signals.asked_coverage < 1.0:
         return (
             3.499,

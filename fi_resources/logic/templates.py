@@ -208,7 +208,9 @@ def recover_fillers(template: str, instruction: str) -> list[str] | None:
 
     pattern = r"\s*(.+?)\s*".join(literal(lit) for lit in literals)
     m = re.fullmatch(r"\s*" + pattern + r"\s*", instruction, re.IGNORECASE | re.DOTALL)
-    return [g.strip() for g in m.groups()] if m else None
+    if not m or any(not g.strip() for g in m.groups()):
+        return None  # an instruction that leaves a slot empty ("What year was President assassinated?")
+    return [g.strip() for g in m.groups()]
 
 
 # Words that say nothing about *what* a question asks (question words, auxiliaries, pronouns, fillers).
