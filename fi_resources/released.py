@@ -1,6 +1,6 @@
 """Reading a user's local copy of a released template bank (the `fineinstructions/finetemplates` layout):
 one Parquet or JSONL file, or a folder of them (a downloaded dataset's `data/*.parquet` shards), streamed so
-an 18M-row bank never sits in memory as one table. The mapping to `query_templates` rows is pure
+no whole file is loaded at once (the bank table itself is built in memory). The mapping to `query_templates` rows is pure
 (`fi_resources.logic.released`)."""
 
 from __future__ import annotations
