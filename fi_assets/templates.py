@@ -106,7 +106,7 @@ def genericizer(
     return artifact_output(out, result)
 
 
-@dg.asset(group_name=GROUP, code_version="3", pool=LM_POOL, kinds={"duckdb"})
+@dg.asset(group_name=GROUP, code_version="4", pool=LM_POOL, kinds={"duckdb"})
 def query_templates(
     context: dg.AssetExecutionContext,
     user_queries: pd.DataFrame,
@@ -114,7 +114,11 @@ def query_templates(
     models: ModelsResource,
     template_bank_settings: TemplateBankSettingsResource,
 ) -> dg.Output[pd.DataFrame]:
-    """The template bank: the student genericizer run over the queries; outputs validated by the <fi> grammar."""
+    """The template bank: the student genericizer run over the queries; outputs validated by the <fi> grammar.
+    With `released_bank_path` set, the released FineTemplates bank read from that local copy instead (the
+    queries and the genericizer are then not used)."""
+    if template_bank_settings.released_bank_path:
+        return table_output(stage.released_template_bank(template_bank_settings))
     student = models.parts().backend("genericizer", genericizer.path, version=genericizer.data_version)
     return table_output(
         stage.template_bank(

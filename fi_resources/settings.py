@@ -98,6 +98,20 @@ class TemplateBankSettings(StageSettings):
     # to the real queries: no search log ships offline (offline-assets.md §3). 0 = real queries only.
     question_articles: int = 30
     genericizer_epochs: int = 2
+    # A local copy of the released FineTemplates bank (a Parquet/JSONL file or a folder of them): when set,
+    # `query_templates` imports it instead of running the genericizer (README "A released template bank").
+    released_bank_path: str = ""
+    released_bank_limit: int = 0  # rows read from the released bank (0 = all)
+    # Imported templates must also pass `question_form_reason`, the bar the genericizer's outputs meet.
+    released_question_form: bool = True
+
+    def fingerprint(self) -> dict:
+        prints = super().fingerprint()
+        if not self.released_bank_path:
+            # Unset, the import settings shape nothing: code versions stay what they were before they existed.
+            for name in ("released_bank_path", "released_bank_limit", "released_question_form"):
+                prints.pop(name)
+        return prints
 
 
 class RetrievalSettings(StageSettings):

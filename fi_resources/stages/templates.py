@@ -15,8 +15,10 @@ from fi_resources.logic.prompts import (
     genericizer_prompt,
     question_writer_prompt,
 )
+from fi_resources.logic.released import append_released_rows, bank_frame
 from fi_resources.logic.templates import question_form_reason, validate_template
 from fi_resources.parts import Genericizer, Progress, TextGenerator
+from fi_resources.released import iter_bank_chunks
 from fi_resources.settings import TemplateBankSettings
 from fi_resources.sources import stable_id
 from fi_resources.stages import (
@@ -187,6 +189,38 @@ def template_bank(
             "outcomes": Counts(dict(Counter(df["reason"]))),
             "slot_count_distribution": value_counts(valid["n_slots"]),
             **backend_stats(student),
+            "sample": Sample(valid, ["query", "template", "compatible_document_description"]),
+        },
+    )
+
+
+def released_template_bank(settings: TemplateBankSettings) -> StageResult[pd.DataFrame]:
+    """The template bank imported from a local copy of the released FineTemplates bank
+    (`settings.released_bank_path`, at most `released_bank_limit` rows): the same columns as `template_bank`,
+    each template validated by the same `<fi>` grammar, invalid rows kept with their reason."""
+    table: dict[str, list] = {}
+    files, layouts = set(), set()
+    for chunk in iter_bank_chunks(settings.released_bank_path, settings.released_bank_limit):
+        model = f"finetemplates/{chunk.path.name}"
+        append_released_rows(table, chunk.rows, chunk.columns, model, settings.released_question_form)
+        files.add(chunk.path)
+        layouts.add(tuple(sorted(chunk.columns.items())))
+    df = bank_frame(table)
+    valid = df[df["valid"]]
+    return StageResult(
+        df,
+        {
+            "source": settings.released_bank_path,
+            "files": len(files),
+            # field -> the file's column; shards of one release share one layout, so this is usually one line.
+            "columns_used": {str(i): dict(layout) for i, layout in enumerate(sorted(layouts))},
+            "rows": len(df),
+            "valid_templates": len(valid),
+            "valid_share": round(len(valid) / max(1, len(df)), 3),
+            "unique_templates": int(valid["template"].nunique()),
+            "duplicate_templates": int(valid.duplicated("template").sum()),
+            "outcomes": Counts(dict(Counter(df["reason"]))),
+            "slot_count_distribution": value_counts(valid["n_slots"]),
             "sample": Sample(valid, ["query", "template", "compatible_document_description"]),
         },
     )
