@@ -11,7 +11,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from fi_resources.stages import Counts, Distribution, Funnel, Sample, StageResult
+from fi_resources.stages import Bars, Counts, Distribution, Funnel, Sample, StageResult
 from fi_resources.warehouse import Artifact, frame_version, hash_folder
 
 document_shards = dg.DynamicPartitionsDefinition(name="document_shards")
@@ -55,6 +55,8 @@ def to_metadata(stats: Mapping[str, object]) -> dict[str, object]:
             out[key] = histogram_md(list(value.values), value.title) if len(value.values) else "n/a"
         elif isinstance(value, Funnel):
             out[key] = funnel_md(list(value.steps), value.title)
+        elif isinstance(value, Bars):
+            out[key] = bars_md(dict(value.counts), value.title) if value.counts else "n/a"
         elif isinstance(value, Sample):
             out[key] = md_sample(value.frame, list(value.columns), value.n, value.width)
         elif isinstance(value, pd.DataFrame):
@@ -140,6 +142,21 @@ def histogram_md(values: list[float], title: str, bins: int = 20) -> dg.Metadata
     ax.hist(values, bins=bins, color="#4f46e5")
     ax.set_title(title)
     return _png_md(fig, title)
+
+
+def bars_md(counts: dict[str, int], title: str, label_width: int = 48) -> dg.MetadataValue:
+    """Horizontal bars, one per category in the given order (first on top), and the table."""
+    labels = [_short(k, label_width) for k in counts][::-1]
+    values = list(counts.values())[::-1]
+    fig, ax = _figure(0.6 + 0.3 * len(counts))
+    ax.barh(range(len(values)), values, color="#4f46e5")
+    ax.set_yticks(range(len(values)), labels, fontsize=7)
+    for y, n in enumerate(values):
+        ax.text(n, y, f" {n}", va="center", fontsize=7)
+    ax.set_xlim(0, max(values + [1]) * 1.25)
+    ax.set_title(title)
+    rows = "\n".join(f"| {_short(k, 120)} | {n} |" for k, n in counts.items())
+    return _png_md(fig, title, f"| {title} | count |\n|---|---:|\n{rows}")
 
 
 def funnel_md(steps: list[tuple[str, int]], title: str) -> dg.MetadataValue:

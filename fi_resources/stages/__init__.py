@@ -47,6 +47,14 @@ class Funnel:
 
 
 @dataclass(frozen=True)
+class Bars:
+    """Counts per category, in the given order, shown as a bar chart with its table."""
+
+    counts: Mapping[str, int]
+    title: str
+
+
+@dataclass(frozen=True)
 class Sample:
     """A few rows to read in the UI."""
 

@@ -18,16 +18,30 @@ from fi_resources.logic.sampling import incompatible_pairs
 from fi_resources.parts import Judge, Progress, TeacherInstantiator, TextGenerator
 from fi_resources.settings import InstantiationSettings, JudgeSettings
 from fi_resources.stages import (
+    Bars,
     Counts,
+    Distribution,
     Funnel,
     Sample,
     StageResult,
     backend_stats,
     teacher_stats,
-    value_counts,
 )
 
 TokenCount = Callable[[str], int]
+TEMPLATES_SHOWN = 10  # the most used templates in a shard's template-use chart
+
+
+def score_bars(scores: pd.Series) -> Bars:
+    """Pairs per judge score, 5 to 1 (every score shown, empty ones too), and the unscored."""
+    counts = {str(s): int((scores == s).sum()) for s in range(5, 0, -1)}
+    return Bars(counts | {"unscored": int(scores.isna().sum())}, "pairs per judge score")
+
+
+def template_bars(templates: pd.Series) -> Bars:
+    """How many kept pairs each template gave, most used first (at most TEMPLATES_SHOWN)."""
+    top = templates.value_counts().head(TEMPLATES_SHOWN)
+    return Bars({str(t): int(n) for t, n in top.items()}, "kept pairs per template")
 
 SILVER_COLUMNS = ["doc_id", "template_id", "prompt", "target", "reason", "deliberately_incompatible"]
 
@@ -164,6 +178,7 @@ def instantiate_pairs(
             "outcomes": Counts(dict(Counter(df["status"])), total=len(df)),
             "copy_constrained": bool(copy),
             "mean_grounding_ratio": round(float(ok["grounding_ratio"].mean()), 3) if len(ok) else 0.0,
+            "grounding_histogram": Distribution(ok["grounding_ratio"].tolist(), "share of answer copied (valid)"),
             # Tokens of the raw outputs (cached ones too): what excerpt copying is measured against.
             "decoded_tokens": int(df["decoded_tokens"].sum()),
             "decoded_tokens_per_valid_answer_token": round(
@@ -243,7 +258,8 @@ def judge_pairs(
             ),
             "pass_rate": round(float(df["kept"].mean()), 3) if len(df) else 0.0,
             "paper_pass_rate": 0.58,
-            "score_distribution": value_counts(df["judge_score"]),
+            "score_distribution": score_bars(df["judge_score"]),
+            "template_use": template_bars(df.loc[df["kept"], "template"]),
             "unscored": int(df["judge_score"].isna().sum()),
             "unscored_reasons": Counts(dict(Counter(df["judge_error"].dropna().str.split(":").str[0]))),
             "pairs_per_s": round(len(df) / seconds, 2) if seconds else 0.0,
