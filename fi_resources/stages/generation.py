@@ -43,6 +43,7 @@ def template_bars(templates: pd.Series) -> Bars:
     top = templates.value_counts().head(TEMPLATES_SHOWN)
     return Bars({str(t): int(n) for t, n in top.items()}, "kept pairs per template")
 
+
 SILVER_COLUMNS = ["doc_id", "template_id", "prompt", "target", "reason", "deliberately_incompatible"]
 
 # `doc_id` is the passage the pair was made from; `excerpt_spans` are in its source document's coordinates
@@ -178,7 +179,9 @@ def instantiate_pairs(
             "outcomes": Counts(dict(Counter(df["status"])), total=len(df)),
             "copy_constrained": bool(copy),
             "mean_grounding_ratio": round(float(ok["grounding_ratio"].mean()), 3) if len(ok) else 0.0,
-            "grounding_histogram": Distribution(ok["grounding_ratio"].tolist(), "share of answer copied (valid)"),
+            "grounding_histogram": Distribution(
+                ok["grounding_ratio"].tolist(), "share of answer copied (valid)"
+            ),
             # Tokens of the raw outputs (cached ones too): what excerpt copying is measured against.
             "decoded_tokens": int(df["decoded_tokens"].sum()),
             "decoded_tokens_per_valid_answer_token": round(
