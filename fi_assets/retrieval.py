@@ -134,7 +134,7 @@ def template_index(
     return artifact_output(out, result, {"embedder_version": local_embedder.data_version})
 
 
-@dg.asset(partitions_def=document_shards, group_name=GROUP, code_version="3", pool=LM_POOL, kinds={"duckdb"})
+@dg.asset(partitions_def=document_shards, group_name=GROUP, code_version="4", pool=LM_POOL, kinds={"duckdb"})
 def document_matches(
     context: dg.AssetExecutionContext,
     documents: pd.DataFrame,
@@ -155,6 +155,7 @@ def document_matches(
             stage.match_threshold(matching_settings, local_embedder.info),
             context.partition_key,
             matching_settings,
+            models.parts().typer() if matching_settings.title_type_top_k is not None else None,
         )
     )
 

@@ -15,10 +15,10 @@ from filelock import FileLock
 from fi_resources.backends import Backend, HTTPBackend, HTTPConfig, LocalBackend
 from fi_resources.cache import CachedBackend, ResponseCache
 from fi_resources.encoder import Encoder, materialize_tiny_encoder, minilm_dir
-from fi_resources.judge import FlowJudge, LikelihoodJudge
+from fi_resources.judge import FlowJudge, LikelihoodJudge, SlotTyper
 from fi_resources.llm_teacher import PromptedTeacher
 from fi_resources.lm import CausalLM, materialize_smollm2, materialize_tiny_lm
-from fi_resources.parts import Judge
+from fi_resources.parts import Judge, ValueTyper
 from fi_resources.profiles import (
     PACKAGED_MINILM,
     PACKAGED_SMOLLM2,
@@ -243,6 +243,10 @@ class Parts:
         if choice not in TEACHERS:
             raise ValueError(f"unknown teacher {choice!r} for {job}; teachers are {', '.join(TEACHERS)}")
         return TEACHERS[choice](self, settings)
+
+    def typer(self) -> ValueTyper:
+        """Types values with the base LM ("X is a kind of"), as the embedded judge's slot check does."""
+        return SlotTyper(self.store.lm())
 
     def judge(self, kind: str = "auto") -> Judge:
         """'likelihood': the embedded judge (validated by `judge_validation`). 'flow-judge': the paper's

@@ -70,6 +70,7 @@ PROFILES: dict[str, Profile] = {
             answer_threshold=-1.0,
             match_threshold=-1.0,
             matches_per_document=2,
+            title_type_top_k=None,  # a random LM's types are noise
             silver_instantiations=8,
             instantiator_epochs=1,
             pretrain_hidden=32,

@@ -146,6 +146,11 @@ class MatchingSettings(StageSettings):
     # A candidate is kept only if the passage has the kind of answer its template asks for
     # (logic/answer_kind): a defining sentence for "What is <fi>a thing</fi>?", a year for "When …?".
     require_answer_shape: bool = True
+    # A candidate is kept only if the passage's title is the kind of thing one of the template's slots asks for
+    # (its head among the title's `title_type_top_k` most likely types, logic/slot_types.subject_fits): the
+    # instantiator fills slots with the passage's subject, so "Which <fi>a fruit</fi> …?" on "Autism" gives a
+    # pair the judge must reject. None = off.
+    title_type_top_k: int | None = 3
 
 
 class InstantiationSettings(StageSettings):

@@ -15,6 +15,7 @@ about X whatever the template's slot said (the bank's type words there are often
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 
 # General entity types, written down once (not fitted): the vocabulary a slot's head noun is ranked in.
 TYPE_NOUNS = (
@@ -71,3 +72,18 @@ def type_mismatch(filler: str, description: str, scores: dict[str, float], top_k
         return None
     best = max(type_vocabulary(head), key=lambda t: scores[t])
     return f"{filler!r} is not {description!r} (typed as {best!r}; {head!r} ranks {rank + 1})"
+
+
+def subject_fits(
+    slots: Sequence[str], kind: str, scores: Mapping[str, float], top_k: int = TOP_K
+) -> bool:
+    """Could a passage's subject (typed by `scores`, as `type_mismatch` types a filled value) fill one of a
+    template's slots? Untyped kinds, slots without a head and generic heads take anything; a template with
+    no slot asks nothing of it."""
+    if kind in UNTYPED_KINDS or not slots:
+        return True
+    for description in slots:
+        head = slot_head(description)
+        if head is None or head in GENERIC_HEADS or head_rank(scores, head) < top_k:
+            return True
+    return False

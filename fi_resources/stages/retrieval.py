@@ -27,8 +27,9 @@ from fi_resources.logic.sampling import (
     match_per_embedding,
     top_per_embedding,
 )
-from fi_resources.logic.templates import asked_coverage, asked_words, template_skeleton
-from fi_resources.parts import CompatibilityLabeler, Progress
+from fi_resources.logic.slot_types import slot_head, subject_fits
+from fi_resources.logic.templates import asked_coverage, asked_words, parse_template, template_skeleton
+from fi_resources.parts import CompatibilityLabeler, Progress, ValueTyper
 from fi_resources.settings import MatchingSettings, RetrievalSettings
 from fi_resources.stages import Distribution, Log, Sample, StageResult, no_log, value_counts
 
@@ -347,9 +348,12 @@ def match_documents(
     threshold: tuple[float, str],
     shard: str,
     settings: MatchingSettings,
+    typer: ValueTyper | None = None,
 ) -> StageResult[pd.DataFrame]:
     """Templates for each document (paper's rule): the global and K local embeddings each search the index;
-    candidates above the cosine threshold; one complexity-weighted sample per embedding, no duplicates."""
+    candidates above the cosine threshold; one complexity-weighted sample per embedding, no duplicates.
+    Before sampling, candidates the passage cannot answer or whose slots its subject cannot fill (with a
+    `typer`) are dropped, so an embedding's pick is spent on a template the passage fits."""
     bank = bank.set_index("template_id")
     cut, source = threshold
     texts = [document_side_text(t, x) for t, x in zip(documents["title"], documents["text"], strict=True)]
@@ -361,9 +365,15 @@ def match_documents(
     asked = {t: asked_words(text) for t, text in bank["template"].items()}
     kinds = {t: template_kind(text, n_slots[t]) for t, text in bank["template"].items()}
     skeletons = {t: template_skeleton(text) for t, text in bank["template"].items()}
+    slots = {t: parse_template(text).slots for t, text in bank["template"].items()}
+    subject_types: dict[str, dict[str, float]] = {}
+    if typer is not None and settings.title_type_top_k is not None:
+        heads = sorted({h for s in slots.values() for d in s if (h := slot_head(d))})
+        subject_types = typer.scores([str(t) for t in documents["title"]], heads)
     rows, best = [], []
-    unanswerable = unshaped = 0
-    for doc_i, (doc_id, text) in enumerate(zip(documents["doc_id"], documents["text"], strict=True)):
+    unanswerable = unshaped = mistyped = 0
+    docs = zip(documents["doc_id"], documents["title"], documents["text"], strict=True)
+    for doc_i, (doc_id, title, text) in enumerate(docs):
         doc_hits = hits[doc_i * n_emb : (doc_i + 1) * n_emb]
         if doc_hits and doc_hits[0]:
             best.append(max(found[0][1] for found in doc_hits if found))
@@ -378,6 +388,13 @@ def match_documents(
             shaped = {k: passage_has_answer_shape(k, text) for k in {kinds[t] for t in found_ids}}
             doc_hits, dropped = _keep_hits(doc_hits, {t for t in found_ids if shaped[kinds[t]]})
             unshaped += dropped
+        if subject_types:
+            types = subject_types[str(title)]
+            fits = {
+                t for t in found_ids if subject_fits(slots[t], kinds[t], types, settings.title_type_top_k)
+            }
+            doc_hits, dropped = _keep_hits(doc_hits, fits)
+            mistyped += dropped
         chosen = match_per_embedding(
             doc_hits,
             n_slots,
@@ -417,6 +434,9 @@ def match_documents(
             "hits_dropped_unanswerable": unanswerable,
             # ... or it has no answer of the kind the template asks for (no defining sentence, no year).
             "hits_dropped_no_answer_shape": unshaped,
+            # ... or its title is not the kind of thing any of the template's slots asks for.
+            "hits_dropped_subject_type": mistyped,
+            "subject_typed": bool(subject_types),
             "embeddings_per_document": n_emb,
             "matches_by_embedding": df["embedding"].value_counts().to_dict(),
             "slot_count_mix": value_counts(df["n_slots"]),

@@ -91,3 +91,66 @@ def test_a_template_whose_kind_of_answer_the_passage_lacks_is_not_matched():
     both = {("dated", "when"), ("dated", "define"), ("undated", "when"), ("undated", "define")}
     assert run(False) == (both, 0)
     assert run(True) == (both - {("undated", "when")}, 20)
+
+
+class FixedTyper:
+    """Types every value as a nation, then a country, then a plant; records what it was asked."""
+
+    def __init__(self):
+        self.asked: list[tuple[list[str], list[str]]] = []
+
+    def scores(self, values, extra_nouns=()):
+        from fi_resources.logic.slot_types import TYPE_NOUNS
+
+        self.asked.append((list(values), list(extra_nouns)))
+        nouns = set(TYPE_NOUNS) | set(extra_nouns)
+        return {v: {n: 0.0 for n in nouns} | {"nation": 5.0, "country": 4.0, "plant": 3.0} for v in values}
+
+
+def test_a_template_whose_slots_the_passage_subject_cannot_fill_is_not_matched():
+    bank = pd.DataFrame(
+        {
+            "template_id": ["fruit", "capital", "define", "thing"],
+            "query_id": ["q1", "q2", "q3", "q4"],
+            "template": [
+                "What is the common name for <fi>a fruit</fi>?",
+                "What is the capital city of <fi>a country</fi>?",
+                "What is <fi>a fruit</fi>?",  # a definition: the slot's type does not change what it asks
+                "Why is <fi>a thing</fi> important?",  # every subject is "a thing"
+            ],
+            "n_slots": [1, 1, 1, 1],
+        }
+    )
+
+    class Index:
+        def search(self, queries, k):
+            return [[("fruit", 0.9), ("capital", 0.8), ("define", 0.7), ("thing", 0.6)] for _ in queries]
+
+    def run(typer) -> tuple[set[str], int]:
+        chosen, dropped = set(), 0
+        for seed in range(30):
+            settings = MatchingSettings(min_asked_coverage=0.0, require_answer_shape=False, seed=seed)
+            result = match_documents(
+                DOCS, bank, OneVectorEncoder(), Index(), (0.1, "fixed"), "s", settings, typer
+            )
+            chosen |= set(result.value["template_id"])
+            dropped += result.stats["hits_dropped_subject_type"]
+        return chosen, dropped
+
+    typer = FixedTyper()
+    assert run(typer) == ({"capital", "define", "thing"}, 30)
+    assert typer.asked[0] == (["Algeria"], ["country", "fruit", "thing"])  # each slot head is scored
+    assert run(None) == ({"fruit", "capital", "define", "thing"}, 0)
+
+
+def test_subject_fits_rule():
+    from fi_resources.logic.slot_types import TYPE_NOUNS, subject_fits
+
+    scores = {t: 0.0 for t in TYPE_NOUNS} | {"nation": 5.0, "country": 4.0, "plant": 3.0}
+    assert subject_fits(["a country"], "open", scores)
+    assert not subject_fits(["a fruit"], "open", scores)
+    assert subject_fits(["a fruit", "a country"], "open", scores)  # the subject fills one of the slots
+    assert subject_fits(["a fruit"], "definition", scores) and subject_fits([], "open", scores)
+    assert not subject_fits(["a plant"], "open", scores, top_k=2) and subject_fits(
+        ["a plant"], "open", scores
+    )
