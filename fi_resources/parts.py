@@ -118,4 +118,6 @@ class ValueTyper(Protocol):
     """Scores how well each type noun fits each value ("Algeria" → country high, fruit low): the nouns'
     log-likelihoods after "<value> is a kind of", relative to their prior (`fi_resources.judge.SlotTyper`)."""
 
-    def scores(self, values: Sequence[str], extra_nouns: Sequence[str] = ()) -> dict[str, dict[str, float]]: ...
+    def scores(
+        self, values: Sequence[str], extra_nouns: Sequence[str] = ()
+    ) -> dict[str, dict[str, float]]: ...

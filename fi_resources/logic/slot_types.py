@@ -74,9 +74,7 @@ def type_mismatch(filler: str, description: str, scores: dict[str, float], top_k
     return f"{filler!r} is not {description!r} (typed as {best!r}; {head!r} ranks {rank + 1})"
 
 
-def subject_fits(
-    slots: Sequence[str], kind: str, scores: Mapping[str, float], top_k: int = TOP_K
-) -> bool:
+def subject_fits(slots: Sequence[str], kind: str, scores: Mapping[str, float], top_k: int = TOP_K) -> bool:
     """Could a passage's subject (typed by `scores`, as `type_mismatch` types a filled value) fill one of a
     template's slots? Untyped kinds, slots without a head and generic heads take anything; a template with
     no slot asks nothing of it."""
