@@ -70,7 +70,7 @@ def instantiator(
     return artifact_output(out, result)
 
 
-@dg.asset(partitions_def=document_shards, group_name=GROUP, code_version="3", pool=LM_POOL, kinds={"duckdb"})
+@dg.asset(partitions_def=document_shards, group_name=GROUP, code_version="4", pool=LM_POOL, kinds={"duckdb"})
 def instantiated_pairs(
     context: dg.AssetExecutionContext,
     document_matches: pd.DataFrame,

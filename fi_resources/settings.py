@@ -160,6 +160,9 @@ class InstantiationSettings(StageSettings):
     # Give the instantiator <excerpt>, <...> and </excerpt> as single new tokens; off by default (README).
     markup_tokens: bool = False
     min_grounding: float = 0.80
+    # An answer whose last excerpt stops mid-sentence runs on to that sentence's end if it is this near in the
+    # document (logic/excerpts.finish_last_sentence); 0 = keep the student's span as written.
+    finish_sentence_chars: int = 300
     # The student's excerpt markers may only copy document text (logic/copy_constraint.py; local backends).
     copy_constrained_excerpts: bool = True
 

@@ -193,6 +193,40 @@ def expand_excerpts(markup: str, document: str, max_span_chars: int = 4000) -> E
     )
 
 
+# A sentence end in a document: closing punctuation (and any closing quotes/brackets) before a space or the end.
+_SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*(?=\s|$)")
+_FINISHED = re.compile(r"[.!?)\]\"'”’`:]\s*$")
+
+
+def finish_last_sentence(answer: ExpandedAnswer, document: str, max_extra_chars: int) -> ExpandedAnswer:
+    """`answer` with its final excerpt run on to the end of its sentence in `document`, when the answer ends
+    with that excerpt mid-sentence and the sentence ends within `max_extra_chars` in the same paragraph.
+
+    A small student often closes an excerpt a few words early ("…until his assassination in"); the words it
+    meant are in the document, so the program finishes the sentence instead of keeping a fragment. Anything
+    else (glue after the last excerpt, a finished excerpt, no sentence end near) returns `answer` unchanged.
+    """
+    if not answer.answer_spans or max_extra_chars <= 0 or answer.answer_spans[-1][1] != len(answer.text):
+        return answer
+    start, end = answer.doc_spans[-1]
+    if _FINISHED.search(document[start:end]):
+        return answer
+    found = _SENTENCE_END.search(document, end, min(len(document), end + max_extra_chars))
+    if found is None or "\n\n" in document[end : found.end()]:
+        return answer
+    extra = document[end : found.end()]
+    text = answer.text + extra
+    excerpt_chars = answer.excerpt_chars + _non_space(extra)
+    a_start, a_end = answer.answer_spans[-1]
+    return ExpandedAnswer(
+        text=text,
+        doc_spans=(*answer.doc_spans[:-1], (start, found.end())),
+        answer_spans=(*answer.answer_spans[:-1], (a_start, a_end + len(extra))),
+        excerpt_chars=excerpt_chars,
+        grounding_ratio=excerpt_chars / _non_space(text),
+    )
+
+
 def make_excerpt_marker(
     document: str, start: int, end: int, words: int = 4, max_span_chars: int = 4000
 ) -> str:

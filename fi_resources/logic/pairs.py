@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fi_resources.logic.excerpts import ExcerptError, expand_excerpts
+from fi_resources.logic.excerpts import ExcerptError, expand_excerpts, finish_last_sentence
 from fi_resources.logic.parsing import OutputError, parse_instantiator_output
 
 
@@ -28,9 +28,13 @@ class ReadPair:
         return self.status == "ok"
 
 
-def read_pair(output: str, document: str, min_grounding: float = 0.0) -> ReadPair:
+def read_pair(
+    output: str, document: str, min_grounding: float = 0.0, finish_sentence_chars: int = 0
+) -> ReadPair:
     """Parse `output` (``Instruction: … / Answer: …`` with excerpt markers, or ``null``), expand the answer
-    from `document`, and require at least `min_grounding` of it copied from the document."""
+    from `document` (an answer ending mid-sentence in its last excerpt runs on to the sentence's end within
+    `finish_sentence_chars`, `excerpts.finish_last_sentence`), and require at least `min_grounding` of it
+    copied from the document."""
     try:
         parsed = parse_instantiator_output(output)
     except OutputError as exc:
@@ -42,6 +46,7 @@ def read_pair(output: str, document: str, min_grounding: float = 0.0) -> ReadPai
         expanded = expand_excerpts(markup, document)
     except ExcerptError as exc:
         return ReadPair(exc.reason, instruction, markup)
+    expanded = finish_last_sentence(expanded, document, finish_sentence_chars)
     status = "low_grounding" if expanded.grounding_ratio < min_grounding else "ok"
     return ReadPair(
         status, instruction, markup, expanded.text, tuple(expanded.doc_spans), expanded.grounding_ratio

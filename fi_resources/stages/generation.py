@@ -143,7 +143,9 @@ def instantiate_pairs(
     raw = student.generate(prompts, max_new_tokens=80, progress=progress, **extra)
     rows = []
     for m, text in zip(matches.itertuples(), raw, strict=True):
-        pair = read_pair(text, docs.at[m.doc_id, "text"], settings.min_grounding)
+        pair = read_pair(
+            text, docs.at[m.doc_id, "text"], settings.min_grounding, settings.finish_sentence_chars
+        )
         offset = int(docs.at[m.doc_id, "offset"])
         rows.append(
             {

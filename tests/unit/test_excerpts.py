@@ -149,3 +149,34 @@ def test_make_marker_rejects_unidentifiable_spans():
         make_excerpt_marker(document, 0, 2)  # ends with whitespace
     with pytest.raises(ValueError):
         make_excerpt_marker(document, 3, 3)
+
+
+def test_an_answer_cut_mid_sentence_runs_on_to_the_sentence_end():
+    from fi_resources.logic.excerpts import finish_last_sentence
+    from fi_resources.logic.pairs import read_pair
+
+    doc = (
+        "Abraham Lincoln was the 16th President of the United States, serving until his assassination in "
+        "April 1865. He led the nation through the Civil War.\n\nLincoln was born in Kentucky"
+    )
+    cut = expand_excerpts("<excerpt>Abraham Lincoln was<...>his assassination in</excerpt>", doc)
+    done = finish_last_sentence(cut, doc, 300)
+    assert done.text.endswith("assassination in April 1865.") and done.grounding_ratio == 1.0
+    assert doc[slice(*done.doc_spans[0])] == done.text and done.answer_spans == ((0, len(done.text)),)
+    assert finish_last_sentence(cut, doc, 5) == cut  # the sentence ends too far away
+    assert finish_last_sentence(cut, doc, 0) == cut
+    # Glue after the excerpt: the model wrote the ending itself.
+    glued = expand_excerpts("<excerpt>Abraham Lincoln was<...>his assassination in</excerpt> 1865", doc)
+    assert finish_last_sentence(glued, doc, 300) == glued
+    # No run-on across a paragraph break, and a finished excerpt is left as it is.
+    last = expand_excerpts("<excerpt>He led<...>Civil War.</excerpt>", doc)
+    assert finish_last_sentence(last, doc, 300) == last
+    tail = expand_excerpts("<excerpt>Lincoln was born in</excerpt>", doc)
+    assert finish_last_sentence(tail, doc, 300) == tail  # the document ends without a sentence end
+    mixed = expand_excerpts("Yes: <excerpt>He led the nation through</excerpt>", doc)
+    assert finish_last_sentence(mixed, doc, 300).text == "Yes: He led the nation through the Civil War."
+    # read_pair applies it when asked, and the spans stay in the document's coordinates.
+    output = "Instruction: When was Lincoln assassinated?\nAnswer: <excerpt>Abraham Lincoln<...>assassination in</excerpt>"
+    pair = read_pair(output, doc, 0.8, finish_sentence_chars=300)
+    assert pair.ok and pair.answer.endswith("April 1865.") and doc[slice(*pair.doc_spans[0])] == pair.answer
+    assert read_pair(output, doc, 0.8).answer.endswith("assassination in")
