@@ -233,7 +233,9 @@ class CT2LM:
                 out[i] = list(r.sequences_ids[0])
 
         # CTranslate2 4.8.5 decodes the longer rows of a batch wrongly when its shortest prompt is one token
-        # (tests/unit/test_ct2_engine.py), so one-token prompts decode in a call of their own.
+        # (tests/unit/test_ct2_engine.py), so one-token prompts decode in a call of their own. Inside a call
+        # CTranslate2 sorts by length and cuts batches of `batch_size` itself (bucketing by length spread
+        # measured slower: README, bench_engine).
         single = [i for i in range(len(ids)) if len(ids[i]) == 1]
         for group in (single, [i for i in range(len(ids)) if len(ids[i]) > 1]):
             if group:
