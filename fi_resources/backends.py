@@ -27,6 +27,7 @@ from fi_resources.parts import Progress, TextGenerator
 
 if TYPE_CHECKING:
     from fi_resources.lm import CausalLM
+    from fi_resources.lm.ct2 import CT2LM
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +67,10 @@ class BackendError(RuntimeError):
 
 # ---- local ----------------------------------------------------------------------------------------
 class LocalBackend:
-    """A transformers model in this process (CausalLM; GGUF files are dequantised by its loader)."""
+    """A model in this process: a transformers CausalLM (GGUF files are dequantised by its loader), or its
+    CTranslate2 copy (`lm.ct2.CT2LM`, the `student_engine` setting)."""
 
-    def __init__(self, lm: CausalLM, batch_size: int = 16, version: str = ""):
+    def __init__(self, lm: CausalLM | CT2LM, batch_size: int = 16, version: str = ""):
         self.lm = lm
         self.batch_size = batch_size
         self.model_id = str(lm.path)
@@ -78,6 +80,11 @@ class LocalBackend:
     @property
     def name(self) -> str:
         return self.lm.name
+
+    @property
+    def engine(self) -> str:
+        """The engine: "torch" (fp32), or e.g. "ctranslate2-int8"."""
+        return getattr(self.lm, "engine", "torch")
 
     def chat_prompt(self, user: str) -> str:
         return self.lm.chat_prompt(user)
@@ -112,7 +119,11 @@ class LocalBackend:
     def cache_identity(self) -> dict:
         # No explicit version: CachedBackend hashes the weights at `path` (a retrained student at the same
         # path must not hit old answers).
-        return {"kind": "local", "model": self.lm.name, "version": self._version, "path": str(self.lm.path)}
+        ident = {"kind": "local", "model": self.lm.name, "version": self._version, "path": str(self.lm.path)}
+        if self.engine != "torch":
+            # An int8 answer must never answer for fp32 (the torch key stays as it was: old caches still hit).
+            ident["engine"] = self.engine
+        return ident
 
 
 # ---- OpenAI-compatible HTTP ----------------------------------------------------------------------

@@ -18,6 +18,7 @@ from fi_resources.encoder import Encoder, materialize_tiny_encoder, minilm_dir
 from fi_resources.judge import FlowJudge, LikelihoodJudge, SlotTyper
 from fi_resources.llm_teacher import PromptedTeacher
 from fi_resources.lm import CausalLM, materialize_smollm2, materialize_tiny_lm
+from fi_resources.lm.ct2 import CT2LM, check_engine
 from fi_resources.parts import Judge, ValueTyper
 from fi_resources.profiles import (
     PACKAGED_MINILM,
@@ -53,10 +54,20 @@ class ModelStore:
     tokenizer or sentence-transformers module); off unless the user turns it on. Fine-tuned copies inherit
     the base model's code, so they load under the same choice."""
 
-    def __init__(self, base_lm: str, encoder: str, cache_dir: Path, trust_remote_code: bool = False):
+    def __init__(
+        self,
+        base_lm: str,
+        encoder: str,
+        cache_dir: Path,
+        trust_remote_code: bool = False,
+        student_engine: str = "torch",
+        student_compute_type: str = "int8",
+    ):
+        check_engine(student_engine, student_compute_type)
         self.base_lm, self.base_encoder = base_lm, encoder
         self.cache_dir = cache_dir
         self.trust_remote_code = trust_remote_code
+        self.student_engine, self.student_compute_type = student_engine, student_compute_type
 
     def _source_path(self, name: str, sources: dict[str, Callable[[Path], Path]]) -> Path:
         if name not in sources:
@@ -76,6 +87,25 @@ class ModelStore:
         """A shared LM for inference: the base model, or a fine-tuned student at `path`."""
         key = str(path or self.base_lm_path())
         return _shared("language model", key, lambda: self._causal_lm(key, name=Path(key).name))
+
+    def student_lm(self, path: str | Path) -> CausalLM | CT2LM:
+        """A fine-tuned student for inference on the `student_engine`: the torch model, or its CTranslate2
+        copy (converted once into the model cache; copy-constrained calls fall back to the torch model)."""
+        if self.student_engine == "torch":
+            return self.lm(path)
+        key, ct = str(path), self.student_compute_type
+        return _shared(
+            f"ctranslate2 {ct} model",
+            key,
+            lambda: CT2LM(
+                key,
+                self.cache_dir,
+                ct,
+                name=Path(key).name,
+                torch_lm=lambda: self.lm(key),
+                trust_remote_code=self.trust_remote_code,
+            ),
+        )
 
     def fresh_lm(self) -> CausalLM:
         """An unshared copy of the base LM to fine-tune (fine-tuning mutates weights)."""
@@ -187,7 +217,7 @@ class Parts:
         inner = self._http_backend(role, path, version, chat) or LocalBackend(
             # A decode step costs about the same for 16 or 64 rows on CPU (bench_generation), so batches are
             # wide; the response cache hands over chunks of up to 64 prompts.
-            self.store.lm(path),
+            self.store.student_lm(path) if role in STUDENT_ROLES else self.store.lm(path),
             batch_size=32,
             version=version,
         )

@@ -61,6 +61,11 @@ class ModelsResource(dg.ConfigurableResource):
     # Let a user-named model run the code it ships (custom architecture, tokenizer or sentence-transformers
     # module): off unless asked for, here or with FI_TRUST_REMOTE_CODE=1. Our own folders never need it.
     trust_remote_code: bool = False
+    # How the in-process students (genericizer, instantiator) decode (FI_STUDENT_ENGINE; default "torch", our
+    # fp32 loop): "ctranslate2" runs a copy converted once into the model cache at `student_compute_type`
+    # (FI_STUDENT_COMPUTE_TYPE: int8, int8_float32 or float32). Copy-constrained calls stay on torch (README).
+    student_engine: str = ""
+    student_compute_type: str = ""
 
     @field_validator("llm_base_url", "judge_base_url", "student_base_url")
     @classmethod
@@ -94,6 +99,8 @@ class ModelsResource(dg.ConfigurableResource):
             self._value("encoder_name", "FI_ENCODER") or profile.encoder,
             self.cache_dir,
             trust_remote_code=self.trust_remote_code or os.environ.get("FI_TRUST_REMOTE_CODE") == "1",
+            student_engine=self._value("student_engine", "FI_STUDENT_ENGINE") or "torch",
+            student_compute_type=self._value("student_compute_type", "FI_STUDENT_COMPUTE_TYPE") or "int8",
         )
         endpoints = Endpoints(
             teacher_url=self._value("llm_base_url", "FI_LLM_BASE_URL"),
@@ -111,11 +118,16 @@ class ModelsResource(dg.ConfigurableResource):
     def fingerprint(self) -> dict:
         """What shapes outputs: the models by role and the profile's teacher choices (not endpoints)."""
         parts = self.parts()
-        return {
+        prints = {
             "models": parts.model_names(),
             "teachers": parts.profile.teachers,
             "judge": parts.profile.judge,
         }
+        store = parts.store
+        if store.student_engine != "torch":
+            # Quantised students write other outputs. Left out for torch, so code versions stay as they were.
+            prints["student_engine"] = f"{store.student_engine}-{store.student_compute_type}"
+        return prints
 
 
 # ---- settings sections as resources (fields and meaning: fi_resources/settings.py) ------------------------

@@ -89,6 +89,11 @@ def backend_stats(backend: object) -> dict[str, object]:
     meta.setdefault("model_calls", stats.prompts)
     meta["generation_tokens_per_s"] = round(stats.tokens_per_s, 1)
     meta["backend"] = getattr(backend, "model_id", "")
+    engine = getattr(backend, "engine", None)
+    if isinstance(engine, str) and engine != "torch":
+        meta["engine"] = engine
+        # CTranslate2 cannot copy-constrain: such calls ran on the torch loop (fi_resources/lm/ct2.py).
+        meta["torch_fallback_prompts"] = getattr(getattr(backend, "lm", None), "torch_fallback_prompts", 0)
     return meta
 
 
