@@ -7,9 +7,9 @@ import dagster as dg
 import pandas as pd
 
 from fi_assets.corpus import corpus_export, training_corpus
-from fi_assets.generation import instantiated_pairs, judged_pairs
+from fi_assets.generation import instantiated_pairs, instantiator, judged_pairs
 from fi_assets.judging import judge_audit, judge_validation
-from fi_assets.templates import query_templates
+from fi_assets.templates import genericizer, query_templates
 from fi_resources.logic.audit import confusion
 from fi_resources.logic.budget import budget_violations, pair_tokens
 from fi_resources.logic.templates import validate_template
@@ -35,6 +35,28 @@ def bank_valid_share(query_templates: pd.DataFrame) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=share >= 0.2, severity=dg.AssetCheckSeverity.WARN, metadata={"valid_share": round(share, 3)}
     )
+
+
+def _student_trained(student: Artifact) -> dg.AssetCheckResult:
+    examples = int(student.info.get("examples") or 0)
+    return dg.AssetCheckResult(
+        passed=examples > 0,
+        metadata={"examples": examples, "untrained": student.info.get("untrained", "")},
+    )
+
+
+@dg.asset_check(
+    asset=genericizer, description="The genericizer was fine-tuned on at least one silver template."
+)
+def genericizer_trained(genericizer: Artifact) -> dg.AssetCheckResult:
+    return _student_trained(genericizer)
+
+
+@dg.asset_check(
+    asset=instantiator, description="The instantiator was fine-tuned on at least one silver instantiation."
+)
+def instantiator_trained(instantiator: Artifact) -> dg.AssetCheckResult:
+    return _student_trained(instantiator)
 
 
 @dg.asset_check(
@@ -159,6 +181,8 @@ def export_reloads(corpus_export: Artifact, training_corpus: pd.DataFrame) -> dg
 
 
 checks = [
+    genericizer_trained,
+    instantiator_trained,
     bank_templates_parse,
     bank_valid_share,
     pairs_grounded,

@@ -104,6 +104,8 @@ def baseline_checkpoint(
     warehouse: WarehouseResource,
 ) -> dg.Output[Artifact]:
     """The same model trained on the raw documents, cut to exactly the corpus's token count."""
+    if training_corpus.empty:
+        raise dg.Failure("the training corpus is empty: no token count for the baseline to match")
     fi_tokens = len(tokenize_stream(models.parts().store.tokenizer(), training_corpus["text"].tolist()))
     texts = documents["text"].tolist()
     return _checkpoint(context, models, pretrain_settings, warehouse, "baseline_checkpoint", texts, fi_tokens)

@@ -174,9 +174,14 @@ def _win_row(split: str, corruption: str, part: pd.DataFrame, keep_score: int) -
         "win_rate": round(cont.win_rate, 3),
         "win_rate_1to5": round(ints.win_rate, 3),
         "tie_rate_1to5": round(ints.tie_rate, 3),
-        "correct_kept": round(float((part["correct_score"] >= keep_score).mean()), 3),
-        "corrupted_kept": round(float((part["corrupted_score"] >= keep_score).mean()), 3),
+        "correct_kept": _kept_share(part["correct_score"], keep_score),
+        "corrupted_kept": _kept_share(part["corrupted_score"], keep_score),
     }
+
+
+def _kept_share(scores: pd.Series, keep_score: int) -> float:
+    """Share of pairs scoring `keep_score` or more; an unscored pair (the judge's answer unparseable) is not kept."""
+    return round(float(scores.ge(keep_score).fillna(False).mean()), 3) if len(scores) else 0.0
 
 
 def audit_judge(

@@ -31,7 +31,7 @@ from fi_resources.logic.slot_types import slot_head, subject_fits
 from fi_resources.logic.templates import asked_coverage, asked_words, parse_template, template_skeleton
 from fi_resources.parts import CompatibilityLabeler, Progress, ValueTyper
 from fi_resources.settings import MatchingSettings, RetrievalSettings
-from fi_resources.stages import Distribution, Log, Sample, StageResult, no_log, value_counts
+from fi_resources.stages import Distribution, Log, Sample, StageResult, no_log, teacher_stats, value_counts
 
 PAIR_COLUMNS = [
     "doc_id", "template_id", "rank", "base_cosine", "compatible", "teacher_reason", "split",
@@ -127,6 +127,7 @@ def label_pairs(
             "hard_negatives": int((~df["compatible"]).sum()),
             "labels_per_s": round(len(df) / max(1e-9, time.perf_counter() - start), 1),
             "teacher_reasons": df["teacher_reason"].value_counts().to_dict(),
+            **teacher_stats(labeler),
         },
     )
 
@@ -522,6 +523,7 @@ def evaluate_retrieval(
         "embeddings_per_document": tuned_multi.shape[1],
         "new_teacher_labels": new_labels,
         **_evaluation_stats(df, documents, list(picks), k),
+        **teacher_stats(labeler),
     }
     return StageResult(df, stats)
 
