@@ -37,3 +37,42 @@ def documents_resources(inbox: Path, home: Path) -> dict:
         "warehouse": warehouse,
         "io_manager": WarehouseIOManager(warehouse=warehouse),
     }
+
+
+# ---- the suite's table (bench/fault_suite_table.py reads these from the JUnit XML) --------------------
+OUTCOMES = {
+    "clear error": "an exception or error answer that names the file (and line), the URL or the limit",
+    "counted drop": "bad rows left out (or cut) and counted by reason, the rest kept",
+    "refused": "a bad entry or request refused with its reason named; the rest goes on",
+    "accepted": "an odd but valid input taken as it is",
+    "redacted": "credentials used but never shown",
+    "stopped": "a stuck peer or blocked step given up on (closed, failed) within a bound",
+    "recovered": "a killed run cleaned up and its rerun finished",
+    "n/a": "a setting checked, no input",
+}
+
+
+@pytest.fixture
+def fault(record_property):
+    """`fault(outcome, rows_in=..., kept=..., dropped=..., bound_s=...)` records this case's row of the table.
+
+    Rows are counted from real outputs: `kept` holds one key per stored row (ids, titles), `rows_in` the
+    rows that went in and `dropped` the ones the code counted as dropped; lost = rows_in - dropped - distinct
+    kept, duplicated = kept - distinct kept, and both must be 0. Without `kept` the case has no rows ("n/a").
+    """
+
+    def record(
+        outcome: str, *, rows_in: int | None = None, kept=None, dropped: int = 0, bound_s: float | None = None
+    ) -> None:
+        assert outcome in OUTCOMES, outcome
+        record_property("outcome", outcome)
+        lost = duplicated = "n/a"
+        if kept is not None:
+            kept = list(kept)
+            lost, duplicated = rows_in - dropped - len(set(kept)), len(kept) - len(set(kept))
+        record_property("rows_lost", lost)
+        record_property("rows_duplicated", duplicated)
+        record_property("time_bound_s", "n/a" if bound_s is None else bound_s)
+        assert lost in ("n/a", 0) and duplicated in ("n/a", 0), f"{lost} rows lost, {duplicated} duplicated"
+
+    return record

@@ -69,7 +69,7 @@ def holding_worker(instance: dg.DagsterInstance) -> tuple[subprocess.Popen, str]
     return proc, run.run_id
 
 
-def test_killed_run_is_reaped_and_its_rerun_finishes(instance: dg.DagsterInstance) -> None:
+def test_killed_run_is_reaped_and_its_rerun_finishes(instance: dg.DagsterInstance, fault) -> None:
     proc, run_id = holding_worker(instance)
     assert reap_dead_runs(instance) == []  # alive: left alone
     proc.send_signal(signal.SIGKILL)
@@ -91,9 +91,10 @@ def test_killed_run_is_reaped_and_its_rerun_finishes(instance: dg.DagsterInstanc
     assert rerun.wait(60) == 0
     assert run_of(instance, rerun).status == dg.DagsterRunStatus.SUCCESS
     print(f"recovered: reap + rerun finished in {time.monotonic() - start:.1f}s")
+    fault("recovered", bound_s=60)
 
 
-def test_blocked_step_sleeps_and_stops_on_sigterm(instance: dg.DagsterInstance) -> None:
+def test_blocked_step_sleeps_and_stops_on_sigterm(instance: dg.DagsterInstance, fault) -> None:
     holder, _ = holding_worker(instance)
     blocked = start_worker(0)
     try:
@@ -109,6 +110,7 @@ def test_blocked_step_sleeps_and_stops_on_sigterm(instance: dg.DagsterInstance) 
         blocked.send_signal(signal.SIGTERM)
         assert blocked.wait(20) != 0
         assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+        fault("stopped")
     finally:
         for proc in (blocked, holder):
             if proc.poll() is None:

@@ -129,58 +129,65 @@ def fails(backend: HTTPBackend, prompts: list[str] | None = None) -> tuple[str, 
 
 
 # ---- deadlines ----------------------------------------------------------------------------------------
-def test_hanging_server_fails_at_the_total_deadline(hanging):
+def test_hanging_server_fails_at_the_total_deadline(hanging, fault):
     backend = HTTPBackend(HTTPConfig(hanging, "m", max_retries=5, **FAST))
     error, seconds = fails(backend)
     assert 4.5 <= seconds < 7
     assert f"{hanging}/completions" in error and "total_deadline_s=5 reached" in error
     assert re.search(r"last error: no answer within [\d.]+ s of sending the request", error)  # what timed out
+    fault("clear error", bound_s=7)
 
 
-def test_hanging_server_fails_after_the_bounded_retries(hanging):
+def test_hanging_server_fails_after_the_bounded_retries(hanging, fault):
     backend = HTTPBackend(HTTPConfig(hanging, "m", max_retries=1, **FAST))
     error, seconds = fails(backend)
     assert 3.9 <= seconds < 6
     assert "failed after 2 attempts" in error and "total_deadline_s" not in error
     assert backend.stats.requests == 2 and backend.stats.retries == 1
+    fault("clear error", bound_s=6)
 
 
-def test_dripping_server_meets_the_request_deadline(dripping):
+def test_dripping_server_meets_the_request_deadline(dripping, fault):
     backend = HTTPBackend(HTTPConfig(dripping, "m", max_retries=0, **FAST))
     error, seconds = fails(backend)
     assert 1.9 <= seconds < 4
     assert f"{dripping}/completions" in error
     assert "request deadline of 2 s exceeded while reading the answer body" in error
+    fault("clear error", bound_s=4)
 
 
-def test_dripping_server_is_retried_within_the_total_deadline(dripping):
+def test_dripping_server_is_retried_within_the_total_deadline(dripping, fault):
     backend = HTTPBackend(HTTPConfig(dripping, "m", max_retries=10, **FAST))
     error, seconds = fails(backend)
     assert 4.5 <= seconds < 7 and "total_deadline_s=5 reached" in error
+    fault("clear error", bound_s=7)
 
 
-def test_a_failure_stops_the_other_prompts(hanging):
+def test_a_failure_stops_the_other_prompts(hanging, fault):
     # 12 prompts, 3 at a time: without stopping the rest, four rounds of 2-attempt prompts would take 16 s.
     backend = HTTPBackend(HTTPConfig(hanging, "m", concurrency=3, max_retries=1, **FAST))
     error, seconds = fails(backend, [f"p{i}" for i in range(12)])
     assert seconds < 5.5 and "failed after 2 attempts" in error
     assert backend.stats.requests == 6  # the first three prompts' two attempts each; the rest never sent
+    fault("clear error", bound_s=5.5)
 
 
-def test_dead_port_fails_fast():
+def test_dead_port_fails_fast(fault):
     url = f"http://127.0.0.1:{free_port()}/v1"
     backend = HTTPBackend(HTTPConfig(url, "m", max_retries=3, **FAST))
     error, seconds = fails(backend)
     assert seconds < 3
     assert f"{url}/completions" in error and "failed after 4 attempts" in error
     assert "Connection refused" in error
+    fault("clear error", bound_s=3)
 
 
-def test_defaults_are_bounded():
+def test_defaults_are_bounded(fault):
     c = HTTPConfig("http://127.0.0.1:1/v1", "m")
     assert (c.request_deadline_s, c.total_deadline_s) == (120.0, 600.0)
     with pytest.raises(ValueError, match="request_deadline_s must be positive"):
         HTTPConfig("http://127.0.0.1:1/v1", "m", request_deadline_s=0)
+    fault("clear error")
 
 
 # ---- garbage ------------------------------------------------------------------------------------------
@@ -208,7 +215,7 @@ HTML = "<html><body><h1>502 Bad Gateway</h1></body></html>"
         (502, "text/html", HTML, "failed after 3 attempts.*last error: HTTP 502: <html>"),
     ],
 )
-def test_garbage_is_a_clear_error(scripted, status, ctype, body, message):
+def test_garbage_is_a_clear_error(scripted, status, ctype, body, message, fault):
     handler, url = scripted
     handler.script = [(status, ctype, body)]
     backend = HTTPBackend(HTTPConfig(url, "m", max_retries=2, **FAST))
@@ -217,13 +224,15 @@ def test_garbage_is_a_clear_error(scripted, status, ctype, body, message):
     assert f"{url}/completions" in error
     assert re.search(message, error), error
     assert handler.calls == (3 if status == 502 else 1)  # only overload answers are retried
+    fault("clear error", bound_s=3)
 
 
-def test_an_oversized_answer_is_refused(scripted):
+def test_an_oversized_answer_is_refused(scripted, fault):
     handler, url = scripted
     handler.script = [(200, "application/json", json.dumps({"choices": [{"text": "x" * 5000}]}))]
     error, _ = fails(HTTPBackend(HTTPConfig(url, "m", max_response_bytes=1000, **FAST)))
     assert "over max_response_bytes=1000" in error and handler.calls == 1
+    fault("clear error")
 
 
 @pytest.fixture
@@ -238,17 +247,19 @@ def truncating() -> Iterator[str]:
     yield from raw_server(serve)
 
 
-def test_a_cut_off_answer_is_retried_then_a_clear_error(truncating):
+def test_a_cut_off_answer_is_retried_then_a_clear_error(truncating, fault):
     error, seconds = fails(HTTPBackend(HTTPConfig(truncating, "m", max_retries=1, **FAST)))
     assert seconds < 3 and "failed after 2 attempts" in error and "broke off after 10 bytes" in error
+    fault("clear error", bound_s=3)
 
 
-def test_a_good_answer_still_works(scripted):
+def test_a_good_answer_still_works(scripted, fault):
     handler, url = scripted
     handler.script = [(503, "text/plain", "busy"), (200, "application/json", GOOD)]
     backend = HTTPBackend(HTTPConfig(url, "m", **FAST))
     assert backend.generate(["x", "y"], max_new_tokens=2) == [" fine", " fine"]
     assert backend.stats.tokens == 2
+    fault("accepted")
 
 
 # ---- credentials --------------------------------------------------------------------------------------
@@ -260,13 +271,14 @@ def no_secret(*texts: object) -> None:
         assert SECRET not in str(text) and "alice" not in str(text), text
 
 
-def test_redact_url():
+def test_redact_url(fault):
     assert redact_url(f"http://alice:{SECRET}@host:8000/v1") == "http://host:8000/v1"
     assert redact_url("https://[::1]:8000/v1?x=1") == "https://[::1]:8000/v1?x=1"
     assert redact_url("http://a%40b:p%3Aq@h/v1") == "http://h/v1"
+    fault("redacted")
 
 
-def test_credentials_in_the_url_are_used_and_never_shown(scripted, tmp_path, caplog):
+def test_credentials_in_the_url_are_used_and_never_shown(scripted, tmp_path, caplog, fault):
     handler, url = scripted
     with_creds = url.replace("http://", f"http://alice:{SECRET}@")
     handler.script = [(200, "application/json", GOOD)]
@@ -287,9 +299,10 @@ def test_credentials_in_the_url_are_used_and_never_shown(scripted, tmp_path, cap
     no_secret(
         error, backend_stats(backend), identity, backend.model_id, repr(config), config.base_url, caplog.text
     )
+    fault("redacted")
 
 
-def test_credentials_never_shown_when_the_endpoint_is_dead():
+def test_credentials_never_shown_when_the_endpoint_is_dead(fault):
     url = f"http://alice:{SECRET}@127.0.0.1:{free_port()}/v1"
     with pytest.raises(BackendError) as info:
         HTTPBackend(HTTPConfig(url, "m", max_retries=1, **FAST)).generate(["x"], max_new_tokens=2)
@@ -300,13 +313,15 @@ def test_credentials_never_shown_when_the_endpoint_is_dead():
     with pytest.raises(ValueError, match="give one of them") as both:
         HTTPConfig(url, "m", api_key="k")
     no_secret(both.value)
+    fault("redacted")
 
 
-def test_api_key_is_not_in_the_config_repr():
+def test_api_key_is_not_in_the_config_repr(fault):
     assert SECRET not in repr(HTTPConfig("http://127.0.0.1:1/v1", "m", api_key=SECRET))
+    fault("redacted")
 
 
-def test_models_resource_keeps_url_credentials_out_of_metadata(tmp_path, monkeypatch):
+def test_models_resource_keeps_url_credentials_out_of_metadata(tmp_path, monkeypatch, fault):
     from fi_resources.resources import ModelsResource, WarehouseResource
 
     monkeypatch.delenv("FI_LLM_API_KEY", raising=False)
@@ -327,3 +342,4 @@ def test_models_resource_keeps_url_credentials_out_of_metadata(tmp_path, monkeyp
     assert teacher.inner.config.auth == ("alice", SECRET)
     assert (teacher.inner.config.request_deadline_s, teacher.inner.config.total_deadline_s) == (3.0, 7.0)
     no_secret(backend_stats(teacher), teacher.cache_identity(), teacher.model_id, repr(teacher.inner.config))
+    fault("redacted")

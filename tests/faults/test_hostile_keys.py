@@ -27,7 +27,7 @@ FORGED_KEYS = ["..", "a\\b", "../../outside", "/etc/passwd", "a/b", "a\0b", "a\n
 
 
 @pytest.mark.parametrize("key", FILE_NAME_KEYS + FORGED_KEYS)
-def test_a_hostile_key_is_bound_in_sql_and_one_file_in_its_table(tmp_path: Path, key: str) -> None:
+def test_a_hostile_key_is_bound_in_sql_and_one_file_in_its_table(tmp_path: Path, key: str, fault) -> None:
     wh = Warehouse(tmp_path / "home")
     path, version = wh.write_table("documents", key, pd.DataFrame({"shard": [key], "n": [1]}))
     wh.write_table("documents", "other", pd.DataFrame({"shard": ["other"], "n": [2]}))
@@ -44,30 +44,37 @@ def test_a_hostile_key_is_bound_in_sql_and_one_file_in_its_table(tmp_path: Path,
     assert wh.query("SELECT count(*) AS n FROM catalog.materializations").n.iloc[0] == 1
     assert sorted(wh.query("SELECT shard FROM documents").shard) == sorted([key, "other"])
     assert wh.read_table("documents", [key]).shard.tolist() == [key]
+    fault("accepted", rows_in=2, kept=wh.query("SELECT shard FROM documents").shard)
 
 
 @pytest.mark.parametrize("key", FORGED_KEYS + ["a\tb", "a...b", ".hidden"])
-def test_a_forged_key_is_refused_before_any_file_is_opened(inbox: Path, tmp_path: Path, key: str) -> None:
+def test_a_forged_key_is_refused_before_any_file_is_opened(
+    inbox: Path, tmp_path: Path, key: str, fault
+) -> None:
     good_shard(tmp_path / "outside.jsonl")
     (tmp_path / "etc").mkdir()
     assert shard_key_problem(key) is not None
     with pytest.raises(InputFileError, match="not a shard of"):
         resolve_shard(inbox, key)
+    fault("refused")
 
 
-def test_shards_with_sql_in_their_names_go_through_the_documents_asset(inbox: Path, tmp_path: Path) -> None:
+def test_shards_with_sql_in_their_names_go_through_the_documents_asset(
+    inbox: Path, tmp_path: Path, fault
+) -> None:
     names = ["it's", DROP.replace("/", ""), "a;DROP TABLE documents", "[1]"]
     for name in names:
         good_shard(inbox / f"{name}.jsonl", title=name)
     resources = documents_resources(inbox, tmp_path / "home")
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("document_shards", names)
-    for name in names:
+    for name in names + names:  # each shard twice: the rerun replaces its rows
         assert resolve_shard(inbox, name) == inbox / f"{name}.jsonl"
         assert dg.materialize([documents], partition_key=name, instance=instance, resources=resources).success
     wh = resources["warehouse"].get()
     catalog = wh.query("SELECT partition_key FROM catalog.materializations WHERE asset_key = 'documents'")
-    assert sorted(catalog.partition_key) == sorted(names)
+    assert sorted(catalog.partition_key) == sorted(names + names)  # one record per materialization
     assert sorted(wh.query("SELECT DISTINCT title FROM documents").title) == sorted(names)
     for name in names:
         assert wh.read_table("documents", [name]).title.unique().tolist() == [name]
+    fault("accepted", rows_in=len(names), kept=wh.query("SELECT title FROM documents").title)

@@ -7,7 +7,7 @@ from fi_resources.sources import read_user_query_files
 from tests.faults.conftest import write_jsonl
 
 
-def test_bad_query_files_are_refused_by_name_and_the_good_ones_read(inbox, tmp_path):
+def test_bad_query_files_are_refused_by_name_and_the_good_ones_read(inbox, tmp_path, fault):
     pd.DataFrame({"question": ["When did the harbour open?", "Who built it?"]}).to_csv(
         inbox / "good.csv", index=False
     )
@@ -28,3 +28,6 @@ def test_bad_query_files_are_refused_by_name_and_the_good_ones_read(inbox, tmp_p
     reasons = {r.name: r.reason for r in refused}
     assert set(reasons) == {"leak.jsonl", "gone.jsonl", "notes.txt", "empty.csv"}
     assert "outside the inbox" in reasons["leak.jsonl"] and "dangling symlink" in reasons["gone.jsonl"]
+    # 5 rows in the two readable files; the list and the number are kept as "" (counted as dropped).
+    blank = int((queries["query"] == "").sum())
+    fault("refused", rows_in=5, kept=[q for q in queries["query"] if q], dropped=blank)

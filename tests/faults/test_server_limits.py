@@ -80,15 +80,17 @@ def errors(url: str) -> int:
     return requests.get(f"{url}/metrics", timeout=10).json()["errors"]
 
 
-def test_binds_localhost_by_default(server):
+def test_binds_localhost_by_default(server, fault):
     assert server.startswith("http://127.0.0.1:")
+    fault("n/a")
 
 
-def test_defaults():
+def test_defaults(fault):
     assert (MAX_BODY_BYTES, MAX_TOKENS_LIMIT) == (4 * 2**20, 2048)
+    fault("n/a")
 
 
-def test_too_large_body_is_413(server):
+def test_too_large_body_is_413(server, fault):
     body = json.dumps({"prompt": "x" * MAX_BODY_BYTES, "max_tokens": 2}).encode()
     r = requests.post(
         f"{server}/completions", data=body, headers={"Content-Type": "application/json"}, timeout=60
@@ -97,15 +99,17 @@ def test_too_large_body_is_413(server):
     assert r.headers["Connection"] == "close"
     r = requests.post(f"{server}/completions", json={"prompt": "hello", "max_tokens": 2}, timeout=60)
     assert r.status_code == 200  # the server is fine afterwards
+    fault("refused")
 
 
-def test_too_large_body_is_refused_before_it_is_sent(server):
+def test_too_large_body_is_refused_before_it_is_sent(server, fault):
     head = (
         "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         f"Content-Length: {10 * MAX_BODY_BYTES}\r\nExpect: 100-continue\r\n\r\n"
     )
     got, seconds = raw_exchange(server, head.encode())
     assert got.startswith(b"HTTP/1.1 413") and seconds < SOCKET_TIMEOUT_S
+    fault("refused", bound_s=SOCKET_TIMEOUT_S)
 
 
 GOOD = {"prompt": "hello", "max_tokens": 2}
@@ -141,13 +145,14 @@ GOOD = {"prompt": "hello", "max_tokens": 2}
         ("chat/completions", {"messages": [{"role": "user", "content": ["x"]}]}, "messages must be"),
     ],
 )
-def test_malformed_parameters_are_400(server, path, change, message):
+def test_malformed_parameters_are_400(server, path, change, message, fault):
     body = {k: v for k, v in {**GOOD, **change}.items() if v is not None}
     if path.startswith("chat"):
         body.pop("prompt", None)
     r = requests.post(f"{server}/{path}", json=body, timeout=60)
     assert r.status_code == 400, r.text
     assert message in r.json()["error"]["message"]
+    fault("refused")
 
 
 @pytest.mark.parametrize(
@@ -158,9 +163,10 @@ def test_malformed_parameters_are_400(server, path, change, message):
         (b"\xff\xfe", 400, "not JSON"),
     ],
 )
-def test_malformed_bodies_are_400(server, data, status, message):
+def test_malformed_bodies_are_400(server, data, status, message, fault):
     r = requests.post(f"{server}/completions", data=data, timeout=60)
     assert r.status_code == status and message in r.json()["error"]["message"]
+    fault("refused")
 
 
 @pytest.mark.parametrize(
@@ -171,35 +177,39 @@ def test_malformed_bodies_are_400(server, data, status, message):
         ("Transfer-Encoding: chunked\r\n", b"411", b"chunked request bodies are not supported"),
     ],
 )
-def test_unframed_bodies_are_refused_and_the_connection_closed(server, headers, status, message):
+def test_unframed_bodies_are_refused_and_the_connection_closed(server, headers, status, message, fault):
     got, seconds = raw_exchange(server, f"POST /v1/completions HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode())
     assert got.startswith(b"HTTP/1.1 " + status) and message in got
     assert seconds < SOCKET_TIMEOUT_S  # closed at once, not by the idle timeout
+    fault("refused", bound_s=SOCKET_TIMEOUT_S)
 
 
-def test_errors_are_counted_and_the_connection_stays_usable(server):
+def test_errors_are_counted_and_the_connection_stays_usable(server, fault):
     before = errors(server)
     with requests.Session() as s:  # one keep-alive connection
         assert s.post(f"{server}/completions", json={**GOOD, "n": "x"}, timeout=60).status_code == 400
         assert s.post(f"{server}/completions", json=GOOD, timeout=60).status_code == 200
     assert errors(server) - before == 1
+    fault("refused")
 
 
-def test_silent_client_is_disconnected(server):
+def test_silent_client_is_disconnected(server, fault):
     got, seconds = raw_exchange(server, b"")
     assert got == b"" and SOCKET_TIMEOUT_S * 0.8 <= seconds < SOCKET_TIMEOUT_S + 3
+    fault("stopped", bound_s=SOCKET_TIMEOUT_S + 3)
 
 
-def test_client_stalled_mid_request_is_disconnected(server):
+def test_client_stalled_mid_request_is_disconnected(server, fault):
     partial = b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + b'{"prompt"'
     got, seconds = raw_exchange(server, partial)
     assert got == b"" and seconds < SOCKET_TIMEOUT_S + 3
     got, seconds = raw_exchange(server, b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n")  # headers unfinished
     assert got == b"" and seconds < SOCKET_TIMEOUT_S + 3
     assert requests.get(f"{server}/health", timeout=10).json() == {"status": "ok"}
+    fault("stopped", bound_s=2 * (SOCKET_TIMEOUT_S + 3))
 
 
-def test_idle_keep_alive_connection_is_closed(server):
+def test_idle_keep_alive_connection_is_closed(server, fault):
     with socket.create_connection(address(server), timeout=10) as s:
         s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         t0 = time.monotonic()
@@ -208,3 +218,4 @@ def test_idle_keep_alive_connection_is_closed(server):
             got += chunk
         seconds = time.monotonic() - t0
     assert got.startswith(b"HTTP/1.1 200") and seconds < SOCKET_TIMEOUT_S + 3
+    fault("stopped", bound_s=SOCKET_TIMEOUT_S + 3)
