@@ -3,8 +3,8 @@ driven through the pipeline's own client (`HTTPBackend`) at 1, 8 and 32 concurre
 
 Workload: the first `--prompts` of ../shared/bench/generation_prompts.jsonl, sent to /v1/chat/completions
 (the server applies SmolLM2-135M-Instruct's chat template, as bench_generation.py does), greedy,
-max_tokens=48. The server is a subprocess on 127.0.0.1 (a port the OS picks), started once, warmed up with
-one request, and terminated at the end. The bare `HTTPBackend` has no response cache (that is
+max_tokens=16 (the 32 prompts are 98-196 tokens with the template, mean 142). The server is a subprocess
+on 127.0.0.1 (a port the OS picks), started once, warmed up with one request, and terminated at the end. The bare `HTTPBackend` has no response cache (that is
 `CachedBackend`'s job, not used here) and the server keeps none, so every level decodes every prompt.
 
 Per level: requests, wall seconds, requests/s, completion tokens/s (the server's `usage` counts, as the
@@ -12,7 +12,7 @@ backend adds them up), the server's peak requests in flight and mean batch size 
 reset before each level), the ratio of requests/s to concurrency 1 measured in the same run, and how many
 completions are identical to concurrency 1's.
 
-    .venv/bin/python bench/bench_server_concurrency.py [--prompts 32] [--max-tokens 48] [--levels 1,8,32]
+    .venv/bin/python bench/bench_server_concurrency.py [--prompts 32] [--max-tokens 16] [--levels 1,8,32]
         [--max-batch 16] [--batch-wait-ms 5]
 """
 
@@ -104,7 +104,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workload", default=str(WORKLOAD))
     parser.add_argument("--prompts", type=int, default=32, help="the same prompts at every level")
-    parser.add_argument("--max-tokens", type=int, default=MAX_NEW)
+    parser.add_argument(
+        "--max-tokens", type=int, default=16, help=f"new tokens per prompt (the workload's: {MAX_NEW})"
+    )
     parser.add_argument("--levels", default="1,8,32", help="requests in flight (HTTPConfig.concurrency)")
     parser.add_argument(
         "--max-batch", type=int, default=16, help="the server's --max-batch (its default: 16)"
