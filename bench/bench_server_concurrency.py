@@ -4,8 +4,9 @@ driven through the pipeline's own client (`HTTPBackend`) at 1, 8 and 32 concurre
 Workload: the first `--prompts` of ../shared/bench/generation_prompts.jsonl, sent to /v1/chat/completions
 (the server applies SmolLM2-135M-Instruct's chat template, as bench_generation.py does), greedy,
 max_tokens=16 (the 32 prompts are 98-196 tokens with the template, mean 142). The server is a subprocess
-on 127.0.0.1 (a port the OS picks), started once, warmed up with one request, and terminated at the end. The bare `HTTPBackend` has no response cache (that is
-`CachedBackend`'s job, not used here) and the server keeps none, so every level decodes every prompt.
+on 127.0.0.1 (a port the OS picks), started once, warmed up with one request, and terminated at the end.
+The bare `HTTPBackend` has no response cache (that is `CachedBackend`'s job, not used here) and the server
+keeps none, so every level decodes every prompt.
 
 Per level: requests, wall seconds, requests/s, completion tokens/s (the server's `usage` counts, as the
 backend adds them up), the server's peak requests in flight and mean batch size (from GET /metrics, peak
