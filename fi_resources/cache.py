@@ -16,6 +16,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -239,13 +240,15 @@ class CachedBackend:
         model = ident.get("model", self.model_id)
         # Similar lengths in one chunk waste less on padding (local batches are cut from a chunk).
         todo.sort(key=lambda k: len(prompt_of[k]))
-        for c in range(0, len(todo), self.chunk_size):
-            chunk = todo[c : c + self.chunk_size]
-            before = have
+        chunks = [todo[c : c + self.chunk_size] for c in range(0, len(todo), self.chunk_size)]
+        # A backend on several workers (`ray_engine.RayBackend`) takes that many chunks at once.
+        parallel = max(1, int(getattr(self.inner, "parallel_chunks", 1)))
+        done_rows = [have]  # prompts answered so far, as chunks finish (in any order when parallel)
 
-            def inner_progress(done: int, _n: int, _s: float, before: int = before) -> None:
+        def run(chunk: list[str]) -> None:
+            def inner_progress(done: int, _n: int, _s: float) -> None:
                 if progress:
-                    progress(min(total - 1, before + done), total, time.perf_counter() - start)
+                    progress(min(total - 1, done_rows[0] + done), total, time.perf_counter() - start)
 
             extra: dict = {"copy_sources": [source_of[k] for k in chunk]} if constrained else {}
             if schema is not None:
@@ -254,15 +257,22 @@ class CachedBackend:
                 [prompt_of[k] for k in chunk],
                 max_new_tokens=max_new_tokens,
                 stop=stop,
-                progress=inner_progress,
+                progress=None if parallel > 1 else inner_progress,
                 **extra,
             )
             self.cache.put_many((k, model, t) for k, t in zip(chunk, texts, strict=True))
-            found.update(zip(chunk, texts, strict=True))
-            with self._lock:
-                self.cache_stats.model_calls += len(chunk)
             members = set(chunk)
-            have += sum(k in members for k in keys)
-            if progress:
-                progress(have, total, time.perf_counter() - start)
+            with self._lock:
+                found.update(zip(chunk, texts, strict=True))
+                self.cache_stats.model_calls += len(chunk)
+                done_rows[0] += sum(k in members for k in keys)
+                if progress:
+                    progress(done_rows[0], total, time.perf_counter() - start)
+
+        if parallel > 1 and len(chunks) > 1:
+            with ThreadPoolExecutor(max_workers=parallel) as ex:
+                list(ex.map(run, chunks))
+        else:
+            for chunk in chunks:
+                run(chunk)
         return [found[k] for k in keys]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from filelock import FileLock
@@ -26,6 +27,14 @@ from fi_resources.profiles import (
     TINY_RANDOM_ENCODER,
     TINY_RANDOM_LM,
     Profile,
+)
+from fi_resources.ray_engine import (
+    ActorPool,
+    RayBackend,
+    RayEncoder,
+    RayJudge,
+    RaySettings,
+    RayTyper,
 )
 from fi_resources.settings import TeacherSettings
 from fi_resources.teacher import WeakSupervisionTeacher
@@ -188,8 +197,34 @@ class Endpoints:
     max_retries: int = 5
 
 
+# Actor pools by part, shared by every step of a process while it stays connected to one Ray cluster.
+_POOLS: dict[tuple, ActorPool] = {}
+
+
+def _local_backend(store: ModelStore, role: str, path: str | Path | None, version: str) -> LocalBackend:
+    return LocalBackend(
+        # A decode step costs about the same for 16 or 64 rows on CPU (bench_generation), so batches are
+        # wide; the response cache hands over chunks of up to 64 prompts.
+        store.student_lm(path) if role in STUDENT_ROLES else store.lm(path),
+        batch_size=32,
+        version=version,
+    )
+
+
+def _likelihood_judge(store: ModelStore) -> LikelihoodJudge:
+    return LikelihoodJudge(store.lm(), store.encoder())
+
+
+def _slot_typer(store: ModelStore) -> SlotTyper:
+    return SlotTyper(store.lm())
+
+
 class Parts:
-    """Backends, teachers and judges of one profile: `backend(role)`, `teacher(job, settings)`, `judge()`."""
+    """Backends, teachers and judges of one profile: `backend(role)`, `teacher(job, settings)`, `judge()`.
+
+    With `ray` settings, the parts that hold an in-process model (local backends, the embedded judge, the
+    inference encoder, the typer) run on a pool of Ray actors (`fi_resources.ray_engine`); HTTP backends,
+    the response cache and everything else stay in this process."""
 
     def __init__(
         self,
@@ -198,10 +233,23 @@ class Parts:
         endpoints: Endpoints,
         served_models: dict[str, str],
         response_cache: Path | None,
+        ray: RaySettings | None = None,
     ):
         self.profile, self.store, self.endpoints = profile, store, endpoints
         self.served_models = served_models
         self.response_cache = response_cache
+        self.ray = ray
+
+    def _in_process(self, key: tuple, builder: Callable[[], object], on_ray: Callable[[ActorPool], object]):
+        """`builder()` here, or `on_ray(pool)` over actors that each run `builder()` (a picklable partial)."""
+        if self.ray is None:
+            return builder()
+        store = self.store
+        which = (store.base_lm, store.base_encoder, store.student_engine, store.student_compute_type)
+        full_key = (*key, *which, str(store.cache_dir), store.trust_remote_code, self.ray)
+        if full_key not in _POOLS:
+            _POOLS[full_key] = ActorPool(builder, self.ray, name=" ".join(map(str, key)))
+        return on_ray(_POOLS[full_key])
 
     # ---- generation backends ------------------------------------------------------------------
     def backend(
@@ -214,12 +262,10 @@ class Parts:
             raise ValueError(f"unknown role {role!r}; choose one of {ROLES}")
         if role in STUDENT_ROLES and path is None:
             raise ValueError(f"role {role!r} needs the path of the fine-tuned student")
-        inner = self._http_backend(role, path, version, chat) or LocalBackend(
-            # A decode step costs about the same for 16 or 64 rows on CPU (bench_generation), so batches are
-            # wide; the response cache hands over chunks of up to 64 prompts.
-            self.store.student_lm(path) if role in STUDENT_ROLES else self.store.lm(path),
-            batch_size=32,
-            version=version,
+        inner = self._http_backend(role, path, version, chat) or self._in_process(
+            ("backend", role, str(path), version),
+            partial(_local_backend, self.store, role, path, version),
+            RayBackend,
         )
         if self.response_cache is None:
             return inner
@@ -276,7 +322,11 @@ class Parts:
 
     def typer(self) -> ValueTyper:
         """Types values with the base LM ("X is a kind of"), as the embedded judge's slot check does."""
-        return SlotTyper(self.store.lm())
+        return self._in_process(("typer",), partial(_slot_typer, self.store), RayTyper)
+
+    def encoder(self, path: str | Path | None = None) -> Encoder | RayEncoder:
+        """An encoder for inference only (`encode`, `encode_multi`): the base one, or the one at `path`."""
+        return self._in_process(("encoder", str(path)), partial(self.store.encoder, path), RayEncoder)
 
     def judge(self, kind: str = "auto") -> Judge:
         """'likelihood': the embedded judge (validated by `judge_validation`). 'flow-judge': the paper's
@@ -284,7 +334,7 @@ class Parts:
         profile's judge."""
         kind = self.profile.judge if kind == "auto" else kind
         if kind == "likelihood":
-            return LikelihoodJudge(self.store.lm(), self.store.encoder())
+            return self._in_process(("judge",), partial(_likelihood_judge, self.store), RayJudge)
         if kind == "flow-judge":
             backend = self.backend("judge")
             names = self.model_names()

@@ -3,6 +3,8 @@
 """
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -12,6 +14,7 @@ from fi_resources import settings as st
 from fi_resources.backends import redact_url
 from fi_resources.models import Endpoints, ModelStore, Parts
 from fi_resources.profiles import get_profile
+from fi_resources.ray_engine import RaySettings
 from fi_resources.warehouse import Warehouse, default_home
 
 
@@ -26,6 +29,11 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def get(self) -> Warehouse:
         return Warehouse(self.path)
+
+
+ENGINES = ("", "local", "ray")
+# The environment the Ray workers get from the process that joins the cluster.
+RAY_WORKER_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "FI_MODEL_CACHE")
 
 
 class ModelsResource(dg.ConfigurableResource):
@@ -66,6 +74,20 @@ class ModelsResource(dg.ConfigurableResource):
     # (FI_STUDENT_COMPUTE_TYPE: int8, int8_float32 or float32). Copy-constrained calls stay on torch (README).
     student_engine: str = ""
     student_compute_type: str = ""
+    # Where the in-process models run (FI_ENGINE): "local" (this process; the default) or "ray": each model
+    # part on `ray_workers` Ray actors of the cluster RAY_ADDRESS names (a new local one without it), joined
+    # through dagster-ray when a step starts. Stage logic, the response cache and HTTP backends stay here.
+    engine: str = ""
+    ray_workers: int = 2
+    ray_cpus_per_worker: float = 1.0
+    ray_gpus_per_worker: float = 0.0
+
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, engine: str) -> str:
+        if engine not in ENGINES:
+            raise ValueError(f"engine {engine!r} is not one of {', '.join(ENGINES[1:])} (empty: FI_ENGINE)")
+        return engine
 
     @field_validator("llm_base_url", "judge_base_url", "student_base_url")
     @classmethod
@@ -81,6 +103,29 @@ class ModelsResource(dg.ConfigurableResource):
 
     def _value(self, name: str, env: str) -> str:
         return getattr(self, name) or os.environ.get(env, "")
+
+    def ray_settings(self) -> RaySettings | None:
+        """The actor pools' settings when the engine is Ray, else None."""
+        engine = self._value("engine", "FI_ENGINE") or "local"
+        if engine not in ENGINES:
+            raise ValueError(f"FI_ENGINE={engine!r} is not one of {', '.join(ENGINES[1:])}")
+        if engine == "local":
+            return None
+        return RaySettings(self.ray_workers, self.ray_cpus_per_worker, self.ray_gpus_per_worker)
+
+    @contextmanager
+    def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator["ModelsResource"]:
+        if self.ray_settings() is None:
+            yield self
+            return
+        from dagster_ray import LocalRay
+
+        # LocalRay joins the cluster RAY_ADDRESS names (else starts one here) and leaves it after the step.
+        # The workers get the offline switches; never a credential (HTTP backends stay in this process).
+        env = {k: os.environ[k] for k in RAY_WORKER_ENV if k in os.environ}
+        cluster = LocalRay(env_vars=env, ray_init_options={"log_to_driver": False})
+        with cluster.yield_for_execution(context):
+            yield self
 
     @property
     def cache_dir(self) -> Path:
@@ -113,7 +158,7 @@ class ModelsResource(dg.ConfigurableResource):
             max_retries=self.llm_max_retries,
         )
         cache = self.warehouse.path / "cache" / "responses.sqlite" if self.response_cache else None
-        return Parts(profile, store, endpoints, served, cache)
+        return Parts(profile, store, endpoints, served, cache, ray=self.ray_settings())
 
     def fingerprint(self) -> dict:
         """What shapes outputs: the models by role and the profile's teacher choices (not endpoints)."""
