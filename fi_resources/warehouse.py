@@ -162,8 +162,14 @@ class Warehouse:
         path = self.partition_path(table, partition)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
-        df.reset_index(drop=True).to_parquet(tmp, index=False)
-        os.replace(tmp, path)
+        try:
+            df.reset_index(drop=True).to_parquet(tmp, index=False)
+            os.replace(tmp, path)
+        except BaseException as exc:
+            tmp.unlink(missing_ok=True)  # a full disk must not keep a half-written copy
+            if isinstance(exc, OSError):  # pyarrow's message names no file
+                raise OSError(exc.errno, f"could not write {path}: {exc}") from exc
+            raise
         self._refresh_view(table)
         return path, frame_version(df)
 
