@@ -128,7 +128,7 @@ def template_index(
 ) -> dg.Output[Artifact]:
     """FAISS index over the bank's compatible document descriptions, embedded by the final (round-2) embedder."""
     out = warehouse.get().staging_dir("template_index")
-    encoder = models.parts().store.encoder(local_embedder.path)
+    encoder = models.parts().encoder(local_embedder.path)
     progress = progress_logger(context, "embedding the template bank")
     result = stage.build_template_index(valid_templates(query_templates), encoder, out, progress)
     return artifact_output(out, result, {"embedder_version": local_embedder.data_version})
@@ -146,16 +146,18 @@ def document_matches(
 ) -> dg.Output[pd.DataFrame]:
     """Templates for each document (paper's rule): the global and K local embeddings each search the index;
     candidates above the cosine threshold; one complexity-weighted sample per embedding, no duplicates."""
+    parts = models.parts()
     return table_output(
         stage.match_documents(
             documents,
             valid_templates(query_templates),
-            models.parts().store.encoder(local_embedder.path),
+            parts.encoder(local_embedder.path),
             TemplateIndex(template_index.path),
             stage.match_threshold(matching_settings, local_embedder.info),
             context.partition_key,
             matching_settings,
-            models.parts().typer() if matching_settings.title_type_top_k is not None else None,
+            parts.typer() if matching_settings.title_type_top_k is not None else None,
+            progress_logger(context, "matching"),
         )
     )
 

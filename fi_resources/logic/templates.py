@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from functools import lru_cache
 
 from fi_resources.logic.answer_kind import template_kind
 
@@ -225,6 +227,7 @@ _FUNCTION_WORDS = {
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’-]+")
 
 
+@lru_cache(maxsize=1 << 16)  # a corpus repeats its words: each is stemmed once
 def _stem(word: str) -> str:
     """A word without case, possessive or plural ending ("Countries" → "country"): a five-letter prefix
     matched "county" to "country" and "related" to "relativity"."""
@@ -245,10 +248,16 @@ def asked_words(template: str) -> set[str]:
     return {_stem(w) for w in _WORD.findall(literal) if len(w) > 2 and w.casefold() not in _FUNCTION_WORDS}
 
 
-def asked_coverage(words: set[str], text: str) -> float:
-    """Share of `words` (stems) that occur in `text`: does an answer speak to what is asked, not only to its
-    topic? 1.0 when nothing is asked beyond the slots."""
+def word_stems(text: str) -> set[str]:
+    """The stems of a text's words, as `asked_words` makes them."""
+    return {_stem(w) for w in _WORD.findall(text)}
+
+
+def asked_coverage(words: set[str], text: str | AbstractSet[str]) -> float:
+    """Share of `words` (stems) that occur in `text` (or in its `word_stems`, when one text is checked against
+    many templates): does an answer speak to what is asked, not only to its topic? 1.0 when nothing is
+    asked beyond the slots."""
     if not words:
         return 1.0
-    seen = {_stem(w) for w in _WORD.findall(text)}
+    seen = word_stems(text) if isinstance(text, str) else text
     return len(words & seen) / len(words)

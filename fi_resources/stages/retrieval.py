@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import time
 import zlib
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,13 @@ from fi_resources.logic.sampling import (
     top_per_embedding,
 )
 from fi_resources.logic.slot_types import slot_head, subject_fits
-from fi_resources.logic.templates import asked_coverage, asked_words, parse_template, template_skeleton
+from fi_resources.logic.templates import (
+    asked_coverage,
+    asked_words,
+    parse_template,
+    template_skeleton,
+    word_stems,
+)
 from fi_resources.parts import CompatibilityLabeler, Progress, ValueTyper
 from fi_resources.settings import MatchingSettings, RetrievalSettings
 from fi_resources.stages import Distribution, Log, Sample, StageResult, no_log, teacher_stats, value_counts
@@ -341,6 +348,9 @@ def _keep_hits(
     return kept, sum(len(a) - len(b) for a, b in zip(hits, kept, strict=True))
 
 
+MATCH_CHUNK = 2048  # documents embedded and searched at a time: memory holds one chunk's embeddings
+
+
 def match_documents(
     documents: pd.DataFrame,
     bank: pd.DataFrame,
@@ -350,77 +360,65 @@ def match_documents(
     shard: str,
     settings: MatchingSettings,
     typer: ValueTyper | None = None,
+    progress: Progress | None = None,
 ) -> StageResult[pd.DataFrame]:
     """Templates for each document (paper's rule): the global and K local embeddings each search the index;
     candidates above the cosine threshold; one complexity-weighted sample per embedding, no duplicates.
     Before sampling, candidates the passage cannot answer or whose slots its subject cannot fill (with a
-    `typer`) are dropped, so an embedding's pick is spent on a template the passage fits."""
+    `typer`) are dropped, so an embedding's pick is spent on a template the passage fits. Documents go
+    through in chunks of MATCH_CHUNK, so a shard of any size holds one chunk's embeddings and hits."""
     bank = bank.set_index("template_id")
     cut, source = threshold
-    texts = [document_side_text(t, x) for t, x in zip(documents["title"], documents["text"], strict=True)]
-    # (documents, K+1, dim); an embedder without GaussianPooling falls back to the global embedding only.
-    multi = encoder.encode_multi(texts) if encoder.num_local else encoder.encode(texts)[:, None, :]
-    n_doc, n_emb, dim = multi.shape
-    hits = index.search(multi.reshape(n_doc * n_emb, dim), k=SEARCH_K)
-    n_slots = {t: int(n) for t, n in bank["n_slots"].items()}
-    asked = {t: asked_words(text) for t, text in bank["template"].items()}
-    kinds = {t: template_kind(text, n_slots[t]) for t, text in bank["template"].items()}
-    skeletons = {t: template_skeleton(text) for t, text in bank["template"].items()}
-    slots = {t: parse_template(text).slots for t, text in bank["template"].items()}
-    subject_types: dict[str, dict[str, float]] = {}
-    if typer is not None and settings.title_type_top_k is not None:
-        heads = sorted({h for s in slots.values() for d in s if (h := slot_head(d))})
-        subject_types = typer.scores([str(t) for t in documents["title"]], heads)
-    rows, best = [], []
-    unanswerable = unshaped = mistyped = 0
-    docs = zip(documents["doc_id"], documents["title"], documents["text"], strict=True)
-    for doc_i, (doc_id, title, text) in enumerate(docs):
-        doc_hits = hits[doc_i * n_emb : (doc_i + 1) * n_emb]
-        if doc_hits and doc_hits[0]:
-            best.append(max(found[0][1] for found in doc_hits if found))
-        found_ids = {t for found in doc_hits for t, _ in found}
-        if settings.min_asked_coverage > 0:
-            answerable = {
-                t for t in found_ids if asked_coverage(asked[t], text) >= settings.min_asked_coverage
-            }
-            doc_hits, dropped = _keep_hits(doc_hits, answerable)
-            unanswerable += dropped
-        if settings.require_answer_shape:
-            shaped = {k: passage_has_answer_shape(k, text) for k in {kinds[t] for t in found_ids}}
-            doc_hits, dropped = _keep_hits(doc_hits, {t for t in found_ids if shaped[kinds[t]]})
-            unshaped += dropped
-        if subject_types:
-            types = subject_types[str(title)]
-            fits = {
-                t for t in found_ids if subject_fits(slots[t], kinds[t], types, settings.title_type_top_k)
-            }
-            doc_hits, dropped = _keep_hits(doc_hits, fits)
-            mistyped += dropped
-        chosen = match_per_embedding(
-            doc_hits,
-            n_slots,
-            target_distribution=DEFAULT_COMPLEXITY_DISTRIBUTION,
-            threshold=cut,
-            # Seeded by document, not position: a document gets the same templates in any shard.
-            seed=settings.seed * 1_000_003 + zlib.crc32(str(doc_id).encode()),
-            max_matches=settings.matches_per_document,
-            # "What is <fi>a nation</fi>?" and "What is <fi>a device</fi>?" would ask a passage one question twice.
-            same_as=skeletons,
-        )
-        for e, t, cos in chosen:
-            rows.append(
-                {
-                    "match_id": f"{doc_id}:{t}",
-                    "doc_id": doc_id,
-                    "shard": shard,
-                    "template_id": t,
-                    "query_id": bank.at[t, "query_id"],
-                    "template": bank.at[t, "template"],
-                    "n_slots": int(bank.at[t, "n_slots"]),
-                    "cosine": cos,
-                    "embedding": embedding_name(e),
-                }
+    templates = _TemplateFacts(bank)
+    typed = typer is not None and settings.title_type_top_k is not None
+    # An embedder without GaussianPooling has the global embedding only.
+    n_emb = encoder.num_local + 1 if encoder.num_local else 1
+    rows: list[dict] = []
+    best: list[float] = []
+    dropped = Counter[str]()
+    start = time.perf_counter()
+    for lo in range(0, len(documents), MATCH_CHUNK):
+        part = documents.iloc[lo : lo + MATCH_CHUNK]
+        texts = [document_side_text(t, x) for t, x in zip(part["title"], part["text"], strict=True)]
+        multi = encoder.encode_multi(texts) if encoder.num_local else encoder.encode(texts)[:, None, :]
+        hits = index.search(multi.reshape(len(part) * n_emb, multi.shape[-1]), k=SEARCH_K)
+        del multi
+        subject_types = typer.scores([str(t) for t in part["title"]], templates.heads) if typed else {}  # type: ignore[union-attr]
+        docs = zip(part["doc_id"], part["title"], part["text"], strict=True)
+        for doc_i, (doc_id, title, text) in enumerate(docs):
+            doc_hits = hits[doc_i * n_emb : (doc_i + 1) * n_emb]
+            if doc_hits and doc_hits[0]:
+                best.append(max(found[0][1] for found in doc_hits if found))
+            doc_hits = _fitting_hits(
+                doc_hits, templates, text, subject_types.get(str(title)), settings, dropped
             )
+            chosen = match_per_embedding(
+                doc_hits,
+                templates.n_slots,
+                target_distribution=DEFAULT_COMPLEXITY_DISTRIBUTION,
+                threshold=cut,
+                # Seeded by document, not position: a document gets the same templates in any shard.
+                seed=settings.seed * 1_000_003 + zlib.crc32(str(doc_id).encode()),
+                max_matches=settings.matches_per_document,
+                # "What is <fi>a nation</fi>?" and "What is <fi>a device</fi>?" would ask a passage one question twice.
+                same_as=templates.skeletons,
+            )
+            for e, t, cos in chosen:
+                rows.append(
+                    {
+                        "match_id": f"{doc_id}:{t}",
+                        "doc_id": doc_id,
+                        "shard": shard,
+                        "template_id": t,
+                        "query_id": templates.query_ids[t],
+                        "template": templates.texts[t],
+                        "n_slots": templates.n_slots[t],
+                        "cosine": cos,
+                        "embedding": embedding_name(e),
+                    }
+                )
+        if progress:
+            progress(lo + len(part), len(documents), time.perf_counter() - start)
     df = pd.DataFrame(rows, columns=MATCH_COLUMNS)
     return StageResult(
         df,
@@ -432,12 +430,12 @@ def match_documents(
             "threshold": cut,
             "threshold_source": source,
             # Index hits dropped before sampling: the passage does not mention what the template asks.
-            "hits_dropped_unanswerable": unanswerable,
+            "hits_dropped_unanswerable": dropped["unanswerable"],
             # ... or it has no answer of the kind the template asks for (no defining sentence, no year).
-            "hits_dropped_no_answer_shape": unshaped,
+            "hits_dropped_no_answer_shape": dropped["no_answer_shape"],
             # ... or its title is not the kind of thing any of the template's slots asks for.
-            "hits_dropped_subject_type": mistyped,
-            "subject_typed": bool(subject_types),
+            "hits_dropped_subject_type": dropped["subject_type"],
+            "subject_typed": typed and len(documents) > 0,
             "embeddings_per_document": n_emb,
             "matches_by_embedding": df["embedding"].value_counts().to_dict(),
             "slot_count_mix": value_counts(df["n_slots"]),
@@ -447,6 +445,51 @@ def match_documents(
             ),
         },
     )
+
+
+class _TemplateFacts:
+    """What the match filters read of each bank template, computed once per stage."""
+
+    def __init__(self, bank: pd.DataFrame):
+        self.n_slots = {t: int(n) for t, n in bank["n_slots"].items()}
+        self.query_ids, self.texts = bank["query_id"].to_dict(), bank["template"].to_dict()
+        self.asked = {t: asked_words(text) for t, text in bank["template"].items()}
+        self.kinds = {t: template_kind(text, self.n_slots[t]) for t, text in bank["template"].items()}
+        self.skeletons = {t: template_skeleton(text) for t, text in bank["template"].items()}
+        self.slots = {t: parse_template(text).slots for t, text in bank["template"].items()}
+        self.heads = sorted({h for s in self.slots.values() for d in s if (h := slot_head(d))})
+
+
+def _fitting_hits(
+    doc_hits: list[list[tuple[str, float]]],
+    templates: _TemplateFacts,
+    text: str,
+    subject_types: dict[str, float] | None,
+    settings: MatchingSettings,
+    dropped: Counter[str],
+) -> list[list[tuple[str, float]]]:
+    """One document's hits whose template it can answer, with an answer of the asked kind, and whose slots
+    its subject can fill; the rest counted in `dropped` by reason."""
+    found_ids = {t for found in doc_hits for t, _ in found}
+    if settings.min_asked_coverage > 0:
+        stems = word_stems(text)
+        answerable = {
+            t for t in found_ids if asked_coverage(templates.asked[t], stems) >= settings.min_asked_coverage
+        }
+        doc_hits, n = _keep_hits(doc_hits, answerable)
+        dropped["unanswerable"] += n
+    if settings.require_answer_shape:
+        shaped = {k: passage_has_answer_shape(k, text) for k in {templates.kinds[t] for t in found_ids}}
+        doc_hits, n = _keep_hits(doc_hits, {t for t in found_ids if shaped[templates.kinds[t]]})
+        dropped["no_answer_shape"] += n
+    if subject_types is not None:
+        top_k = settings.title_type_top_k
+        fits = {
+            t for t in found_ids if subject_fits(templates.slots[t], templates.kinds[t], subject_types, top_k)
+        }
+        doc_hits, n = _keep_hits(doc_hits, fits)
+        dropped["subject_type"] += n
+    return doc_hits
 
 
 # ---- evaluation ---------------------------------------------------------------------------------
