@@ -208,7 +208,9 @@ def test_tiny_models_garbage_output_is_rejected_with_reasons_not_crashes(tmp_pat
     assert wh.read_table("judged_pairs").empty and wh.read_table("training_corpus").empty
     failure = instance.get_runs(limit=1)[0]
     assert failure.status == dg.DagsterRunStatus.FAILURE
-    failed = [e for e in instance.all_logs(failure.run_id) if e.is_dagster_event and e.dagster_event.is_step_failure]
+    failed = [
+        e for e in instance.all_logs(failure.run_id) if e.is_dagster_event and e.dagster_event.is_step_failure
+    ]
     assert failed and "the training corpus is empty" in str(failed[0].dagster_event.event_specific_data.error)
 
 
@@ -279,11 +281,13 @@ def _check_schedule(resources, instance, inbox):
         assert dg.materialize(
             all_assets, selection=["documents"], partition_key=shard, instance=instance, resources=resources
         ).success
-    ctx = dg.build_schedule_context(
+    # Entered, so the instance it opens by reference is closed after: left open, it stays Dagster's current
+    # state storage and later tests' definitions read a deleted folder.
+    with dg.build_schedule_context(
         instance=instance, resources={k: resources[k] for k in ("inbox", "warehouse")}
-    )
-    assert isinstance(stale_shard_schedule(ctx), dg.SkipReason)  # "new" is the sensor's, a and b are fresh
-    later = time.time() + 10
-    os.utime(inbox / "b.jsonl", (later, later))  # the user replaced shard b's file
-    requests = stale_shard_schedule(ctx)
+    ) as ctx:
+        assert isinstance(stale_shard_schedule(ctx), dg.SkipReason)  # "new" is the sensor's; a, b are fresh
+        later = time.time() + 10
+        os.utime(inbox / "b.jsonl", (later, later))  # the user replaced shard b's file
+        requests = stale_shard_schedule(ctx)
     assert [r.partition_key for r in requests] == ["b"]
