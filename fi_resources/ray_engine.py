@@ -215,7 +215,8 @@ class ActorPool:
                 on_chunk(hi - lo)
             return out
 
-        with ThreadPoolExecutor(max_workers=len(self._actors)) as ex:
+        # The configured count: a pool released or not yet started has no actors until its first call.
+        with ThreadPoolExecutor(max_workers=self.settings.workers) as ex:
             return list(ex.map(run, bounds))
 
 

@@ -98,10 +98,8 @@ def materialize_shard(resources: dict, instance: dg.DagsterInstance, shard: str)
     assert result.success
     return {
         m.asset_key.to_user_string(): {k: getattr(v, "value", v) for k, v in m.metadata.items()}
-        for m in result.asset_materializations_for_node(SHARD_ASSETS[0])
-        + result.asset_materializations_for_node(SHARD_ASSETS[1])
-        + result.asset_materializations_for_node(SHARD_ASSETS[2])
-        + result.asset_materializations_for_node(SHARD_ASSETS[3])
+        for asset in SHARD_ASSETS
+        for m in result.asset_materializations_for_node(asset)
     }
 
 
@@ -177,3 +175,18 @@ def test_the_judge_on_ray_scores_as_in_process(runs, ray_address, monkeypatch) -
         }
         assert not wrong, wrong
     assert done[-1] == len(pairs)
+
+
+def test_the_typer_on_ray_types_as_in_process(runs, ray_address, monkeypatch) -> None:
+    # The tiny profile turns the typer off in matching, so its pool is first used here, not yet started.
+    local, on_ray, *_ = runs
+    titles = on_ray["warehouse"].get().read_table("documents")["title"].tolist()
+    titles += [f"Harbour number {i}" for i in range(70)]  # more than one chunk of 64
+    nouns = ["country", "person", "river"]
+    expected = local["models"].parts().typer().scores(titles, nouns)
+    monkeypatch.setenv("RAY_ADDRESS", ray_address)
+    got = on_ray["models"].parts().typer().scores(titles, nouns)
+    assert got.keys() == expected.keys() and len(got) == len(set(titles)) > 0
+    for title, types in expected.items():
+        assert got[title].keys() == types.keys()
+        assert got[title] == pytest.approx(types, rel=1e-4, abs=1e-4), title
