@@ -243,12 +243,13 @@ class CachedBackend:
         chunks = [todo[c : c + self.chunk_size] for c in range(0, len(todo), self.chunk_size)]
         # A backend on several workers (`ray_engine.RayBackend`) takes that many chunks at once.
         parallel = max(1, int(getattr(self.inner, "parallel_chunks", 1)))
-        done_rows = [have]  # prompts answered so far, as chunks finish (in any order when parallel)
 
         def run(chunk: list[str]) -> None:
+            nonlocal have  # prompts answered so far, as chunks finish (in any order when parallel)
+
             def inner_progress(done: int, _n: int, _s: float) -> None:
                 if progress:
-                    progress(min(total - 1, done_rows[0] + done), total, time.perf_counter() - start)
+                    progress(min(total - 1, have + done), total, time.perf_counter() - start)
 
             extra: dict = {"copy_sources": [source_of[k] for k in chunk]} if constrained else {}
             if schema is not None:
@@ -265,9 +266,9 @@ class CachedBackend:
             with self._lock:
                 found.update(zip(chunk, texts, strict=True))
                 self.cache_stats.model_calls += len(chunk)
-                done_rows[0] += sum(k in members for k in keys)
+                have += sum(k in members for k in keys)
                 if progress:
-                    progress(done_rows[0], total, time.perf_counter() - start)
+                    progress(have, total, time.perf_counter() - start)
 
         if parallel > 1 and len(chunks) > 1:
             with ThreadPoolExecutor(max_workers=parallel) as ex:
