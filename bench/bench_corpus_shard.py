@@ -87,17 +87,10 @@ class InstantDescriber:
 
 
 def printer(what: str):
-    last = [0.0]
+    """The stages' progress lines, on stderr (stdout carries the child's JSON)."""
+    from fi_resources.stages import progress_reporter
 
-    def progress(done: int, total: int, seconds: float) -> None:
-        now = time.perf_counter()
-        if now - last[0] >= 5 or done == total:
-            last[0] = now
-            rate = done / seconds if seconds > 0 else float("inf")
-            eta = (total - done) / rate if rate and rate != float("inf") else 0.0
-            print(f"  {what}: {done}/{total} ({rate:.1f}/s, ETA {eta:.0f}s)", file=sys.stderr, flush=True)
-
-    return progress
+    return progress_reporter(lambda line: print(f"  {line}", file=sys.stderr, flush=True), what, every_s=5)
 
 
 def child(args: argparse.Namespace) -> None:

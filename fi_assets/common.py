@@ -3,7 +3,6 @@ Dagster output with UI metadata and a data version."""
 
 import base64
 import io
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from fi_resources.stages import Bars, Counts, Distribution, Funnel, Sample, StageResult
+from fi_resources.stages import Bars, Counts, Distribution, Funnel, Sample, StageResult, progress_reporter
 from fi_resources.warehouse import Artifact, frame_version, hash_folder
 
 document_shards = dg.DynamicPartitionsDefinition(name="document_shards")
@@ -22,18 +21,7 @@ LM_POOL = "lm"
 
 def progress_logger(context: dg.AssetExecutionContext, what: str) -> Callable[[int, int, float], None]:
     """Logs 'what: done/total (rate/s, ETA)' at most every 10 s and at the end."""
-    last = [0.0]
-
-    def report(done: int, total: int, elapsed: float) -> None:
-        now = time.monotonic()
-        if done < total and now - last[0] < 10:
-            return
-        last[0] = now
-        rate = done / elapsed if elapsed else 0.0
-        eta = (total - done) / rate if rate else 0.0
-        context.log.info(f"{what}: {done}/{total} ({rate:.1f}/s, ETA {eta:.0f}s)")
-
-    return report
+    return progress_reporter(context.log.info, what)
 
 
 def text_logger(context: dg.AssetExecutionContext, what: str) -> Callable[[str], None]:

@@ -13,6 +13,7 @@ DataFrame as a Markdown table, `Mapping` as JSON.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -73,6 +74,22 @@ class StageResult(Generic[T]):
 def value_counts(series: pd.Series) -> dict[str, int]:
     """A column's value counts as plain {str: int}, in sorted key order."""
     return {str(k): int(v) for k, v in series.value_counts().sort_index().items()}
+
+
+def progress_reporter(log: Log, what: str, every_s: float = 10.0) -> Callable[[int, int, float], None]:
+    """A `Progress` callback that logs 'what: done/total (rate/s, ETA)' at most every `every_s` and at the end."""
+    last = [0.0]
+
+    def report(done: int, total: int, elapsed: float) -> None:
+        now = time.monotonic()
+        if done < total and now - last[0] < every_s:
+            return
+        last[0] = now
+        rate = done / elapsed if elapsed else 0.0
+        eta = (total - done) / rate if rate else 0.0
+        log(f"{what}: {done}/{total} ({rate:.1f}/s, ETA {eta:.0f}s)")
+
+    return report
 
 
 def no_log(message: str) -> None:
