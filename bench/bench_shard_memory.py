@@ -1,12 +1,14 @@
-"""Peak memory of reading one document shard: streamed (`read_document_shard`) vs the whole file at once.
+"""Peak memory of one document shard: the `documents` asset's path (passages written to Parquet in batches as
+the file is read) vs all passages in one frame (`read_document_shard`) vs parsing the whole file at once.
 
     PYTHONPATH=. .venv/bin/python bench/bench_shard_memory.py              # 1 GB JSONL + Parquet, 20 MB document
     PYTHONPATH=. .venv/bin/python bench/bench_shard_memory.py --gb 0.1     # quick run
 
 Writes synthetic shards (distinct ~5 KB documents of paragraphs; one 20 MB single-document JSONL), then in a
-fresh child process each: `read_document_shard` with the default settings (split into passages, two sampled
-per document) and, as the baseline measured in the same run, what the reader did before: every JSONL line
-parsed into a list and a DataFrame made of it. Reports peak RssAnon (sampled every 20 ms; see
+fresh child process each, with the default settings (split into passages, two sampled per document): the
+asset's path (`ShardPassages` into `Warehouse.stage_table`, then published), the kept passages as one frame
+(`read_document_shard`, the asset before), and, as the baseline measured in the same run, what the reader did
+first: every JSONL line parsed into a list and a DataFrame made of it. Reports peak RssAnon (sampled every 20 ms; see
 bench/bench_bank_memory.py), VmHWM, seconds, and peak / file size.
 """
 
@@ -85,10 +87,18 @@ def child(mode: str, path: Path) -> None:
 
     from fi_resources.settings import DocumentSettings
     from fi_resources.sources import read_document_shard
+    from fi_resources.stages.documents import ShardPassages
+    from fi_resources.warehouse import Warehouse
 
     with PeakMemory() as mem:
         t = time.perf_counter()
-        if mode == "streamed":
+        if mode == "asset":  # what the documents asset does: passages written in batches as they are read
+            passages = ShardPassages(path, "bench", DocumentSettings())
+            wh = Warehouse(path.parent / "home")
+            staged = wh.stage_table("documents", "bench", passages.batches())
+            wh.publish_table(staged)
+            rows, docs = staged.rows, passages.tally.source_documents
+        elif mode == "in memory":
             df, tally = read_document_shard(path, DocumentSettings())
             rows, docs = len(df), tally.source_documents
         else:  # the earlier reader: all rows parsed, then one DataFrame
@@ -128,7 +138,7 @@ def main() -> None:
     print(f"shards written in {time.perf_counter() - t:.0f}s to {work}", flush=True)
     for name, path in shards.items():
         size = path.stat().st_size
-        modes = ["streamed", "whole file"] if path.suffix == ".jsonl" else ["streamed"]
+        modes = ["asset", "in memory", "whole file"] if path.suffix == ".jsonl" else ["asset", "in memory"]
         for mode in modes:
             r = run_child(mode, path)
             print(

@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from fi_assets.common import LM_POOL, document_shards, progress_logger, table_output
+from fi_assets.common import LM_POOL, document_shards, progress_logger, table_output, to_metadata
 from fi_resources.inbox import resolve_shard
 from fi_resources.resources import (
     DocumentSettingsResource,
@@ -17,6 +17,7 @@ from fi_resources.resources import (
 )
 from fi_resources.sources import InputFileError
 from fi_resources.stages import documents as stage
+from fi_resources.warehouse import StagedTable
 
 GROUP = "documents"
 
@@ -35,16 +36,20 @@ def documents(
     inbox: InboxSettingsResource,
     document_settings: DocumentSettingsResource,
     warehouse: WarehouseResource,
-) -> dg.Output[pd.DataFrame]:
+) -> dg.Output[StagedTable]:
     """One shard file → one row per passage (up to passage_chars, on paragraph and sentence boundaries), a
-    seeded sample of passages_per_document per document; metadata: how much of the text is used."""
+    seeded sample of passages_per_document per document; metadata: how much of the text is used. Written
+    in batches as the file is read, so a shard of any size fits in memory."""
     path = shard_file(inbox, warehouse, context.partition_key)
+    passages = stage.ShardPassages(path, context.partition_key, document_settings)
     try:
-        result = stage.shard_documents(path, context.partition_key, document_settings)
+        staged = warehouse.get().stage_table(
+            context.asset_key.to_user_string(), context.partition_key, passages.batches()
+        )
     except InputFileError as exc:
         raise dg.Failure(str(exc)) from exc
-    result.stats["file"] = dg.MetadataValue.path(str(path))
-    return table_output(result)
+    stats = passages.stats() | {"file": dg.MetadataValue.path(str(path))}
+    return dg.Output(staged, metadata=to_metadata(stats), data_version=dg.DataVersion(staged.data_version))
 
 
 @dg.asset(partitions_def=document_shards, group_name=GROUP, code_version="1", pool=LM_POOL, kinds={"duckdb"})

@@ -267,6 +267,8 @@ class ShardTally:
     passages_split: int = 0
     split_chars: int = 0
     kept_chars: int = 0
+    passages_kept: int = 0
+    documents_with_passages: int = 0
     cut_documents: int = 0  # longer than max_source_chars: split up to a boundary before that length
     # Source documents dropped whole, and passages of the kept ones that are not rows.
     dropped: dict[str, int] = field(
@@ -318,7 +320,20 @@ def _encodable(text: str) -> bool:
 
 def read_document_shard(path: Path, settings: DocumentSettings) -> tuple[pd.DataFrame, ShardTally]:
     """One shard file → one row per kept passage (`DOCUMENT_COLUMNS`) and what became of the rest."""
-    tally, rows, seen = ShardTally(), [], set()
+    tally = ShardTally()
+    frames = list(iter_document_batches(path, settings, tally))
+    return (pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]), tally
+
+
+def iter_document_batches(
+    path: Path, settings: DocumentSettings, tally: ShardTally, batch_rows: int = 4096
+) -> Iterator[pd.DataFrame]:
+    """A shard file's kept passages (`DOCUMENT_COLUMNS`) as frames of about `batch_rows` rows (a document's
+    passages stay in one frame), counted into `tally` as they are read; at least one frame, typed even
+    when it is empty. Memory holds one frame, whatever the file's size."""
+    rows: list[dict] = []
+    seen: set[bytes] = set()
+    yielded = False
     for doc in source_documents(path, settings.max_title_chars):
         tally.source_documents += 1
         tally.source_chars += len(doc.text)
@@ -327,10 +342,16 @@ def read_document_shard(path: Path, settings: DocumentSettings) -> tuple[pd.Data
         reason = _drop_reason(doc, seen)
         if reason:
             tally.dropped[reason] += 1
-        else:
-            rows += document_passages(doc, settings, tally)
-    df = pd.DataFrame(rows, columns=DOCUMENT_COLUMNS)
-    return df.astype(DOCUMENT_DTYPES) if df.empty else df, tally
+            continue
+        passages = document_passages(doc, settings, tally)
+        tally.documents_with_passages += bool(passages)
+        rows += passages
+        if len(rows) >= batch_rows:
+            yield pd.DataFrame(rows, columns=DOCUMENT_COLUMNS)
+            rows, yielded = [], True
+    if rows or not yielded:
+        df = pd.DataFrame(rows, columns=DOCUMENT_COLUMNS)
+        yield df.astype(DOCUMENT_DTYPES) if df.empty else df
 
 
 def _drop_reason(doc: SourceDocument, seen: set[bytes]) -> str | None:
@@ -371,6 +392,7 @@ def document_passages(doc: SourceDocument, settings: DocumentSettings, tally: Sh
     for index in chosen:
         p = by_index[index]
         tally.kept_chars += p.length
+        tally.passages_kept += 1
         rows.append(
             {
                 "doc_id": passage_doc_id(doc.source_doc_id, p.index, len(passages)),

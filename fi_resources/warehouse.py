@@ -8,6 +8,7 @@ data never goes through a DuckDB write: each (asset, partition) is one Parquet f
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -15,12 +16,15 @@ import re
 import shutil
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from filelock import FileLock
 
 UNPARTITIONED = "__all__"
@@ -42,6 +46,17 @@ CREATE TABLE IF NOT EXISTS catalog.materializations (
     materialized_at TIMESTAMP NOT NULL
 );
 """
+
+
+@dataclass(frozen=True)
+class StagedTable:
+    """A partition's Parquet written to a temp file (`Warehouse.stage_table`), not yet in place."""
+
+    table: str
+    path: Path
+    final_path: Path
+    rows: int
+    data_version: str
 
 
 @dataclass(frozen=True)
@@ -159,19 +174,47 @@ class Warehouse:
 
     def write_table(self, table: str, partition: str | None, df: pd.DataFrame) -> tuple[Path, str]:
         """Write one partition atomically; a rerun replaces it (no duplicates). Returns (path, data version)."""
+        staged = self.stage_table(table, partition, [df])
+        return self.publish_table(staged), staged.data_version
+
+    def stage_table(self, table: str, partition: str | None, batches: Iterable[pd.DataFrame]) -> StagedTable:
+        """Write a partition's rows, batch by batch, into a temp file beside it (one row group per batch at
+        most, so memory stays that of one batch); `publish_table` puts it in place. Later batches are cast to
+        the first one's schema. The data version equals `frame_version` of all batches as one frame."""
         path = self.partition_path(table, partition)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
+        version, rows, columns, writer = hashlib.sha256(), 0, None, None
         try:
-            df.reset_index(drop=True).to_parquet(tmp, index=False)
-            os.replace(tmp, path)
+            for df in batches:
+                df = df.reset_index(drop=True)
+                if writer is None:
+                    arrow = pa.Table.from_pandas(df, preserve_index=False)
+                    writer, columns = pq.ParquetWriter(tmp, arrow.schema), list(df.columns)
+                else:
+                    arrow = pa.Table.from_pandas(df, schema=writer.schema, preserve_index=False)
+                writer.write_table(arrow)
+                version.update(_row_hashes(df))
+                rows += len(df)
+            if writer is None:
+                raise ValueError(f"{table}: no batch to write for partition {partition!r}")
+            writer.close()
         except BaseException as exc:
+            if writer is not None:
+                with contextlib.suppress(Exception):  # the error that got here is the one to report
+                    writer.close()
             tmp.unlink(missing_ok=True)  # a full disk must not keep a half-written copy
             if isinstance(exc, OSError):  # pyarrow's message names no file
                 raise OSError(exc.errno, f"could not write {path}: {exc}") from exc
             raise
-        self._refresh_view(table)
-        return path, frame_version(df)
+        version.update(",".join(map(str, columns)).encode())
+        return StagedTable(table, tmp, path, rows, version.hexdigest()[:16])
+
+    def publish_table(self, staged: StagedTable) -> Path:
+        """Move a staged partition into place (atomic: readers see the old file or the new one)."""
+        os.replace(staged.path, staged.final_path)
+        self._refresh_view(staged.table)
+        return staged.final_path
 
     def read_table(self, table: str, partitions: list[str] | None = None) -> pd.DataFrame:
         """All partitions (or the given ones that exist) of a table as one DataFrame."""
@@ -252,9 +295,14 @@ class Warehouse:
 
 def frame_version(df: pd.DataFrame) -> str:
     """A table's data version: a hash of its values and column names."""
-    version = hashlib.sha256(pd.util.hash_pandas_object(_hashable(df), index=False).values.tobytes())
+    version = hashlib.sha256(_row_hashes(df))
     version.update(",".join(map(str, df.columns)).encode())
     return version.hexdigest()[:16]
+
+
+def _row_hashes(df: pd.DataFrame) -> bytes:
+    # One hash per row: the hashes of a frame's batches, joined, are the whole frame's.
+    return pd.util.hash_pandas_object(_hashable(df), index=False).values.tobytes()
 
 
 def _hashable(df: pd.DataFrame) -> pd.DataFrame:

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from fi_assets.documents import documents
 from fi_resources.settings import DocumentSettings
 from fi_resources.sources import DOCUMENT_COLUMNS, InputFileError, read_document_shard
 from fi_resources.stages.documents import describe_documents, shard_documents
-from fi_resources.warehouse import Warehouse
+from fi_resources.warehouse import Warehouse, frame_version
 from tests.faults.conftest import GOOD_TEXT, documents_resources, good_shard, write_jsonl
 
 SETTINGS = DocumentSettings()
@@ -234,3 +235,27 @@ def test_a_shard_with_no_surviving_document_is_an_empty_typed_partition(
     described = describe_documents(stored, Describer())
     assert described.value.empty and described.stats["rows"] == 0
     fault("counted drop", rows_in=1 + rows_in_file, kept=kept, dropped=rows_in_file)
+
+
+# ---- a shard of any size: the documents asset writes its passages in batches as it reads ---------------
+def test_the_documents_asset_writes_a_big_shard_in_row_groups(inbox, tmp_path, fault):
+    n = 5_000  # more passages than one batch (4,096)
+    with open(inbox / "big.jsonl", "w", encoding="utf8") as f:
+        for i in range(n):
+            f.write(json.dumps({"title": f"Doc {i}", "text": f"Document {i}. {GOOD_TEXT}"}) + "\n")
+    resources = documents_resources(inbox, tmp_path / "home")
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("document_shards", ["big"])
+    result = dg.materialize([documents], partition_key="big", instance=instance, resources=resources)
+    assert result.success
+    event = result.asset_materializations_for_node("documents")[0]
+    wh = resources["warehouse"].get()
+    path = wh.partition_path("documents", "big")
+    assert pq.ParquetFile(path).num_row_groups == 2
+    stored = wh.read_table("documents", ["big"])
+    assert len(stored) == n == event.metadata["rows"].value and stored["doc_id"].is_unique
+    assert event.metadata["data_version"].value == frame_version(stored)
+    catalog = wh.query("SELECT row_count FROM catalog.materializations WHERE partition_key = 'big'")
+    assert catalog["row_count"].tolist() == [n]
+    assert not list(path.parent.glob("*.tmp"))
+    fault("accepted", rows_in=n, kept=stored["source_doc_id"])

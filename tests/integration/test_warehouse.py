@@ -2,8 +2,10 @@ import multiprocessing as mp
 
 import duckdb
 import pandas as pd
+import pyarrow.parquet as pq
+import pytest
 
-from fi_resources.warehouse import Warehouse
+from fi_resources.warehouse import Warehouse, frame_version
 
 
 def _write_many(home: str, worker: int) -> None:
@@ -67,3 +69,33 @@ def test_artifacts_are_versioned_by_content(tmp_path):
     (again / "weights.bin").write_bytes(b"abc")
     assert wh.publish_artifact("model", again) == (final, version)
     assert not again.exists()
+
+
+def test_a_partition_staged_in_batches_reads_back_whole_with_the_frame_s_version(tmp_path):
+    wh = Warehouse(tmp_path)
+    frames = [
+        pd.DataFrame({"doc_id": [f"d{i}-{j}" for j in range(3)], "n": [i * 10 + j for j in range(3)]})
+        for i in range(4)
+    ]
+    whole = pd.concat(frames, ignore_index=True)
+    staged = wh.stage_table("docs", "s1", iter(frames))
+    assert not wh.has_partition("docs", "s1")  # not in place until published
+    assert staged.rows == 12 and staged.data_version == frame_version(whole)
+    wh.publish_table(staged)
+    pd.testing.assert_frame_equal(wh.read_table("docs", ["s1"]), whole)
+    assert pq.ParquetFile(wh.partition_path("docs", "s1")).num_row_groups == 4
+    assert wh.query("SELECT count(*) FROM docs").iloc[0, 0] == 12
+
+
+def test_a_failing_batch_leaves_no_temp_file_and_the_old_partition(tmp_path):
+    wh = Warehouse(tmp_path)
+    wh.write_table("docs", "s1", pd.DataFrame({"n": [1]}))
+
+    def batches():
+        yield pd.DataFrame({"n": [2]})
+        raise RuntimeError("reader failed")
+
+    with pytest.raises(RuntimeError, match="reader failed"):
+        wh.stage_table("docs", "s1", batches())
+    assert not list(wh.table_dir("docs").glob("*.tmp"))
+    assert wh.read_table("docs", ["s1"])["n"].tolist() == [1]

@@ -10,7 +10,7 @@ import pytest
 from fi_resources.backends import BackendStats
 from fi_resources.settings import DocumentSettings, InstantiationSettings
 from fi_resources.sources import DOCUMENT_COLUMNS, read_document_shard, source_documents
-from fi_resources.stages.documents import shard_documents
+from fi_resources.stages.documents import ShardPassages, shard_documents
 from fi_resources.stages.generation import instantiate_pairs
 
 
@@ -82,6 +82,30 @@ def test_stage_metadata_says_how_much_text_is_used(shard):
     assert 0.95 < stats["text_share_split"] <= 1.0
     assert 0 < stats["text_share_used"] < stats["text_share_split"]
     assert stats["dropped"].counts["empty"] == 1 and stats["passages_dropped"].counts["not_sampled"] > 0
+
+
+def test_passages_in_batches_are_the_passages_of_the_whole_shard(shard):
+    settings = DocumentSettings(passages_per_document=0, max_source_chars=50_000)
+    whole = shard_documents(shard, "s0", settings)
+    passages = ShardPassages(shard, "s0", settings, batch_rows=8)
+    frames = list(passages.batches())
+    assert len(frames) == 2  # batches end after a document: its passages stay in one frame
+    pd.testing.assert_frame_equal(pd.concat(frames, ignore_index=True), whole.value)
+    stats = passages.stats()
+    for key in ("rows", "documents_with_passages", "mean_chars", "text_share_used", "passages_split"):
+        assert stats[key] == whole.stats[key], key
+    assert stats["documents_with_passages"] == whole.value["source_doc_id"].nunique() == 3
+    assert stats["mean_chars"] == round(whole.value["text"].str.len().mean(), 1)
+    pd.testing.assert_frame_equal(stats["sample"].frame, whole.value.head(5))
+
+
+def test_a_shard_with_no_passage_gives_one_typed_empty_batch(tmp_path):
+    path = tmp_path / "empty.jsonl"
+    path.write_text(json.dumps({"title": "Tiny", "text": "Too short."}) + "\n", encoding="utf8")
+    passages = ShardPassages(path, "e", DocumentSettings())
+    (frame,) = list(passages.batches())
+    assert frame.empty and frame["offset"].dtype == "int64"
+    assert passages.stats()["empty_reason"].startswith("all 1 documents were dropped")
 
 
 class CopyingStudent:
