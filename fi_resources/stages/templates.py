@@ -15,7 +15,7 @@ from fi_resources.logic.prompts import (
     genericizer_prompt,
     question_writer_prompt,
 )
-from fi_resources.logic.released import append_released_rows, bank_frame
+from fi_resources.logic.released import append_released_rows, bank_frame, bank_row
 from fi_resources.logic.templates import question_form_reason, validate_template
 from fi_resources.parts import Genericizer, Progress, TextGenerator
 from fi_resources.released import iter_bank_chunks
@@ -150,7 +150,7 @@ def template_bank(
     rows = []
     for qid, query, text in zip(todo["query_id"], todo["query"], raw, strict=True):
         template = description = None
-        n_slots, reason = 0, "ok"
+        reason = "ok"
         try:
             template_text, description = parse_genericizer_output(text)
             tpl, reason = validate_template(template_text, query)
@@ -158,23 +158,15 @@ def template_bank(
             if tpl is not None and (unaskable := question_form_reason(tpl)):
                 tpl, reason = None, unaskable
             if tpl is not None:
-                template, n_slots, reason = tpl.text, tpl.n_slots, "ok"
+                template, reason = tpl, "ok"
         except OutputError as exc:
             reason = exc.reason
+        # An invalid row's id hashes "None", as the bank's ids always have.
+        template_id = stable_id(qid, str(template.text if template else None))
         rows.append(
-            {
-                "template_id": stable_id(qid, str(template)),
-                "query_id": qid,
-                "query": query,
-                "template": template,
-                "compatible_document_description": description if template else None,
-                "n_slots": n_slots,
-                "valid": template is not None,
-                "reason": reason,
-                "raw_output": text,
-                "model": student_name,
-                "prompt_version": PROMPT_VERSION,
-            }
+            bank_row(
+                template_id, qid, query, template, description, reason, text, student_name, PROMPT_VERSION
+            )
         )
     df = pd.DataFrame(rows)
     valid = df[df["valid"]]
