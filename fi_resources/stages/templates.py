@@ -133,6 +133,21 @@ def genericizer_examples(silver: pd.DataFrame) -> list[tuple[str, str]]:
     ]
 
 
+def _bank_stats(df: pd.DataFrame) -> dict[str, object]:
+    """The stats of a `query_templates` frame that the genericizer's bank and an imported one both report,
+    under the same keys so the two compare."""
+    valid = df[df["valid"]]
+    return {
+        "rows": len(df),
+        "valid_templates": len(valid),
+        "valid_share": round(len(valid) / max(1, len(df)), 3),
+        "unique_templates": int(valid["template"].nunique()),
+        "duplicate_templates": int(valid.duplicated("template").sum()),
+        "outcomes": Counts(dict(Counter(df["reason"]))),
+        "slot_count_distribution": value_counts(valid["n_slots"]),
+    }
+
+
 def template_bank(
     user_queries: pd.DataFrame,
     student: TextGenerator,
@@ -173,13 +188,7 @@ def template_bank(
     return StageResult(
         df,
         {
-            "rows": len(df),
-            "valid_templates": len(valid),
-            "valid_share": round(len(valid) / max(1, len(df)), 3),
-            "unique_templates": int(valid["template"].nunique()),
-            "duplicate_templates": int(valid.duplicated("template").sum()),
-            "outcomes": Counts(dict(Counter(df["reason"]))),
-            "slot_count_distribution": value_counts(valid["n_slots"]),
+            **_bank_stats(df),
             **backend_stats(student),
             "sample": Sample(valid, ["query", "template", "compatible_document_description"]),
         },
@@ -206,13 +215,7 @@ def released_template_bank(settings: TemplateBankSettings) -> StageResult[pd.Dat
             "files": len(files),
             # field -> the file's column; shards of one release share one layout, so this is usually one line.
             "columns_used": {str(i): dict(layout) for i, layout in enumerate(sorted(layouts))},
-            "rows": len(df),
-            "valid_templates": len(valid),
-            "valid_share": round(len(valid) / max(1, len(df)), 3),
-            "unique_templates": int(valid["template"].nunique()),
-            "duplicate_templates": int(valid.duplicated("template").sum()),
-            "outcomes": Counts(dict(Counter(df["reason"]))),
-            "slot_count_distribution": value_counts(valid["n_slots"]),
+            **_bank_stats(df),
             "sample": Sample(valid, ["query", "template", "compatible_document_description"]),
         },
     )
