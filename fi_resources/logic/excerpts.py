@@ -195,7 +195,11 @@ def expand_excerpts(markup: str, document: str, max_span_chars: int = 4000) -> E
 
 # A sentence end in a document: closing punctuation (and any closing quotes/brackets) before a space or the end.
 _SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*(?=\s|$)")
-_FINISHED = re.compile(r"[.!?)\]\"'”’`:]\s*$")
+# How a finished text ends, before any trailing space: closing punctuation, a bracket, a quote, a code fence.
+# One list for the judge's fragment flag (`rubric.is_fragment`) and for `finish_last_sentence`, which also
+# leaves an excerpt that ends on ':' as it is.
+FINISHED_ENDINGS = ".!?)]\"'”’`"
+_FINISHED = re.compile(f"[{re.escape(FINISHED_ENDINGS + ':')}]\\s*$")
 
 
 def finish_last_sentence(answer: ExpandedAnswer, document: str, max_extra_chars: int) -> ExpandedAnswer:

@@ -16,9 +16,9 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from fi_resources.logic.templates import question_form_reason, validate_template
+from fi_resources.logic.templates import Template, question_form_reason, validate_template
 
-# The columns and order of `query_templates` (as `stages.templates.template_bank` writes them).
+# The columns and order of `query_templates` (as `bank_row` writes them).
 BANK_COLUMNS = (
     "template_id", "query_id", "query", "template", "compatible_document_description", "n_slots", "valid",
     "reason", "raw_output", "model", "prompt_version",
@@ -37,6 +37,35 @@ COLUMN_VARIANTS: dict[str, tuple[str, ...]] = {
     "query_id": ("query_id", "source_query_id"),
 }  # fmt: skip
 REQUIRED_FIELDS = ("template", "compatible_document_description")
+
+
+def bank_row(
+    template_id: str,
+    query_id: str,
+    query: str,
+    template: Template | None,
+    description: str | None,
+    reason: str,
+    raw_output: str,
+    model: str,
+    prompt_version: str,
+) -> dict[str, object]:
+    """One `query_templates` row (the keys of `BANK_COLUMNS`, in order), for the genericizer's bank and an
+    imported one alike. `template` is None for an invalid row, which keeps its reason and raw output but no
+    description (nothing may retrieve it)."""
+    return {
+        "template_id": template_id,
+        "query_id": query_id,
+        "query": query,
+        "template": template.text if template else None,
+        "compatible_document_description": description if template else None,
+        "n_slots": template.n_slots if template else 0,
+        "valid": template is not None,
+        "reason": reason,
+        "raw_output": raw_output,
+        "model": model,
+        "prompt_version": prompt_version,
+    }
 
 
 def resolve_columns(columns: Sequence[str], source: str) -> dict[str, str]:
@@ -85,7 +114,7 @@ def released_bank_row(
     query = _text(cell("query")) or ""
     description = _text(cell("compatible_document_description"))
     query_id = _text(cell("query_id")) or (stable_id(query) if query else "")
-    template, n_slots, reason = None, 0, "ok"
+    template, reason = None, "ok"
     if not raw_text.strip():
         reason = "missing_template"
     else:
@@ -99,23 +128,14 @@ def released_bank_row(
         elif not description:
             reason = "missing_description"
         else:
-            template, n_slots = tpl.text, tpl.n_slots
+            template = tpl
     given_id = cell("template_id")
     # An id as the file wrote it (ints too) keeps the row traceable to the release; else one like ours.
     template_id = str(given_id).strip() if given_id is not None and str(given_id).strip() else ""
-    return {
-        "template_id": template_id or stable_id(query_id, raw_text),
-        "query_id": query_id,
-        "query": query,
-        "template": template,
-        "compatible_document_description": description if template else None,
-        "n_slots": n_slots,
-        "valid": template is not None,
-        "reason": reason,
-        "raw_output": raw_text,
-        "model": model,
-        "prompt_version": RELEASED_PROMPT_VERSION,
-    }
+    template_id = template_id or stable_id(query_id, raw_text)
+    return bank_row(
+        template_id, query_id, query, template, description, reason, raw_text, model, RELEASED_PROMPT_VERSION
+    )
 
 
 def append_released_rows(

@@ -22,6 +22,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from fi_resources.logic.excerpts import FINISHED_ENDINGS
 from fi_resources.logic.judge_check import repetition_share
 
 OFF_TOPIC_RELEVANCE = 0.10
@@ -36,7 +37,7 @@ WEIGHTS = {"total_gain": 0.064, "relevance": 9.416, "fluency": 0.388}
 BIAS = -1.25
 FLAG_PENALTY = 1.0  # subtracted from the linear quality per text flag (vague, fragment, repetitive)
 
-_END = re.compile(r"[.!?)\]\"'”’`]\s*$")
+_END = re.compile(f"[{re.escape(FINISHED_ENDINGS)}]\\s*$")
 
 
 def is_vague_answer(answer: str, min_words: int = MIN_WORDS) -> bool:

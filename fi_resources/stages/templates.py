@@ -15,7 +15,7 @@ from fi_resources.logic.prompts import (
     genericizer_prompt,
     question_writer_prompt,
 )
-from fi_resources.logic.released import append_released_rows, bank_frame
+from fi_resources.logic.released import append_released_rows, bank_frame, bank_row
 from fi_resources.logic.templates import question_form_reason, validate_template
 from fi_resources.parts import Genericizer, Progress, TextGenerator
 from fi_resources.released import iter_bank_chunks
@@ -133,6 +133,21 @@ def genericizer_examples(silver: pd.DataFrame) -> list[tuple[str, str]]:
     ]
 
 
+def _bank_stats(df: pd.DataFrame) -> dict[str, object]:
+    """The stats of a `query_templates` frame that the genericizer's bank and an imported one both report,
+    under the same keys so the two compare."""
+    valid = df[df["valid"]]
+    return {
+        "rows": len(df),
+        "valid_templates": len(valid),
+        "valid_share": round(len(valid) / max(1, len(df)), 3),
+        "unique_templates": int(valid["template"].nunique()),
+        "duplicate_templates": int(valid.duplicated("template").sum()),
+        "outcomes": Counts(dict(Counter(df["reason"]))),
+        "slot_count_distribution": value_counts(valid["n_slots"]),
+    }
+
+
 def template_bank(
     user_queries: pd.DataFrame,
     student: TextGenerator,
@@ -150,7 +165,7 @@ def template_bank(
     rows = []
     for qid, query, text in zip(todo["query_id"], todo["query"], raw, strict=True):
         template = description = None
-        n_slots, reason = 0, "ok"
+        reason = "ok"
         try:
             template_text, description = parse_genericizer_output(text)
             tpl, reason = validate_template(template_text, query)
@@ -158,36 +173,22 @@ def template_bank(
             if tpl is not None and (unaskable := question_form_reason(tpl)):
                 tpl, reason = None, unaskable
             if tpl is not None:
-                template, n_slots, reason = tpl.text, tpl.n_slots, "ok"
+                template, reason = tpl, "ok"
         except OutputError as exc:
             reason = exc.reason
+        # An invalid row's id hashes "None", as the bank's ids always have.
+        template_id = stable_id(qid, str(template.text if template else None))
         rows.append(
-            {
-                "template_id": stable_id(qid, str(template)),
-                "query_id": qid,
-                "query": query,
-                "template": template,
-                "compatible_document_description": description if template else None,
-                "n_slots": n_slots,
-                "valid": template is not None,
-                "reason": reason,
-                "raw_output": text,
-                "model": student_name,
-                "prompt_version": PROMPT_VERSION,
-            }
+            bank_row(
+                template_id, qid, query, template, description, reason, text, student_name, PROMPT_VERSION
+            )
         )
     df = pd.DataFrame(rows)
     valid = df[df["valid"]]
     return StageResult(
         df,
         {
-            "rows": len(df),
-            "valid_templates": len(valid),
-            "valid_share": round(len(valid) / max(1, len(df)), 3),
-            "unique_templates": int(valid["template"].nunique()),
-            "duplicate_templates": int(valid.duplicated("template").sum()),
-            "outcomes": Counts(dict(Counter(df["reason"]))),
-            "slot_count_distribution": value_counts(valid["n_slots"]),
+            **_bank_stats(df),
             **backend_stats(student),
             "sample": Sample(valid, ["query", "template", "compatible_document_description"]),
         },
@@ -214,13 +215,7 @@ def released_template_bank(settings: TemplateBankSettings) -> StageResult[pd.Dat
             "files": len(files),
             # field -> the file's column; shards of one release share one layout, so this is usually one line.
             "columns_used": {str(i): dict(layout) for i, layout in enumerate(sorted(layouts))},
-            "rows": len(df),
-            "valid_templates": len(valid),
-            "valid_share": round(len(valid) / max(1, len(df)), 3),
-            "unique_templates": int(valid["template"].nunique()),
-            "duplicate_templates": int(valid.duplicated("template").sum()),
-            "outcomes": Counts(dict(Counter(df["reason"]))),
-            "slot_count_distribution": value_counts(valid["n_slots"]),
+            **_bank_stats(df),
             "sample": Sample(valid, ["query", "template", "compatible_document_description"]),
         },
     )
