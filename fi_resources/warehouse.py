@@ -235,10 +235,10 @@ class Warehouse:
 
     def _refresh_view(self, table: str) -> None:
         glob = str(self.table_dir(table) / "*.parquet").replace("'", "''")
-        name = safe_name(table)
+        name = safe_name(table)  # quoted: a safe name may still hold "-", "." or "~", not '"'
         with self._lock, self._write_connection() as con:
             con.execute(
-                f"CREATE OR REPLACE VIEW main.{name} AS "
+                f'CREATE OR REPLACE VIEW main."{name}" AS '
                 f"SELECT * FROM read_parquet('{glob}', union_by_name = true)"
             )
 

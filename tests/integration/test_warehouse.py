@@ -99,3 +99,11 @@ def test_a_failing_batch_leaves_no_temp_file_and_the_old_partition(tmp_path):
         wh.stage_table("docs", "s1", batches())
     assert not list(wh.table_dir("docs").glob("*.tmp"))
     assert wh.read_table("docs", ["s1"])["n"].tolist() == [1]
+
+
+def test_a_table_name_that_is_not_a_plain_sql_identifier_still_gets_its_view(tmp_path):
+    wh = Warehouse(tmp_path)
+    for name in ("judged-pairs.v2", "Ünïcode table"):
+        wh.write_table(name, "a", pd.DataFrame({"x": [1, 2]}))
+        view = wh.table_dir(name).name
+        assert wh.query(f'SELECT count(*) FROM "{view}"').iloc[0, 0] == 2
