@@ -22,6 +22,7 @@ from fi_assets.definitions import build_definitions, build_resources
 from fi_assets.runs import reap_dead_runs, run_tags
 from fi_assets.versioning import StaleAssets
 from fi_resources.logic.audit import confusion
+from fi_resources.logic.templates import template_skeleton
 
 log = logging.getLogger("fi.demo")
 
@@ -105,11 +106,15 @@ def summarize(resources: dict) -> dict:
     audit = wh.query("SELECT * FROM judge_audit WHERE split = 'heldout'").assign(all="all")
     row = confusion(audit, ["all"]).iloc[0].to_dict() if len(audit) else {}
     out["judge_audit_heldout"] = {k: row.get(k) for k in ("pairs", "sensible", "kept", "precision", "recall")}
-    kept = wh.query("SELECT answer, template_id FROM judged_pairs WHERE kept")
+    kept = wh.query("SELECT answer, template_id, template FROM judged_pairs WHERE kept")
     out["distinct_answers_per_kept"] = round(kept["answer"].nunique() / max(1, len(kept)), 3)
-    out["largest_template_share_of_kept"] = (
-        round(float(kept["template_id"].value_counts().iloc[0]) / len(kept), 3) if len(kept) else 0.0
-    )
+    # Templates of one question form ("What is <fi>a nation</fi>?", "What is <fi>a thing</fi>?") count apart in
+    # the diversity rule; their form's share says how varied the kept questions really are.
+    kept["form"] = kept["template"].map(template_skeleton)
+    for name, column in (("template", "template_id"), ("question_form", "form")):
+        top = float(kept[column].value_counts().iloc[0]) / len(kept) if len(kept) else 0.0
+        out[f"largest_{name}_share_of_kept"] = round(top, 3)
+    out["distinct_question_forms_kept"] = int(kept["form"].nunique())
     ev = wh.query("SELECT model, eval_set, loss FROM pretraining_eval")
     out["held_out_loss"] = {f"{r.model}/{r.eval_set}": round(r.loss, 4) for r in ev.itertuples()}
     return out

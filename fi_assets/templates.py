@@ -21,7 +21,7 @@ from fi_resources.warehouse import Artifact
 GROUP = "templates"
 
 
-@dg.asset(group_name=GROUP, code_version="1", pool=LM_POOL, kinds={"duckdb"})
+@dg.asset(group_name=GROUP, code_version="2", pool=LM_POOL, kinds={"duckdb"})
 def written_questions(
     context: dg.AssetExecutionContext,
     inbox: InboxSettingsResource,

@@ -25,7 +25,15 @@ from fi_resources.logic.flow_judge import (
 from fi_resources.logic.genericize import type_prompt
 from fi_resources.logic.prompts import judge_contexts
 from fi_resources.logic.rubric import TemplateSignals, judge_pair
-from fi_resources.logic.slot_types import TOP_K, TYPE_NOUNS, UNTYPED_KINDS, slot_head, type_mismatch
+from fi_resources.logic.slot_types import (
+    TOP_K,
+    TYPE_NOUNS,
+    UNTYPED_KINDS,
+    asks_who,
+    people_mismatch,
+    slot_head,
+    type_mismatch,
+)
 from fi_resources.logic.templates import (
     TemplateError,
     asked_coverage,
@@ -180,7 +188,7 @@ class LikelihoodJudge:
     """The embedded judge: instruction gain (PMI) and fluency under the LM, relevance under the encoder, text
     flags; combined and mapped to 1–5 by logic/rubric.py. Each distinct (context, answer) is scored once."""
 
-    name = "likelihood-judge/v5"
+    name = "likelihood-judge/v6"
     max_answer_words = 64  # longer answers are scored on their start: the signals settle, the cost does not
 
     def __init__(self, lm, encoder, batch_size: int = 16):
@@ -258,9 +266,13 @@ class LikelihoodJudge:
     ) -> list[str | None]:
         """Per pair, why a slot holds the wrong kind of thing (logic/slot_types.py), or None; only questions
         whose meaning depends on the slot's type are checked."""
-        items = []  # (pair, value, slot description)
+        items = []  # (pair, value, slot description; None: "Who is <value>?", which asks for people)
         for k, (template, instruction) in enumerate(zip(templates, instructions, strict=True)):
-            if question_kind(instruction)[0] in UNTYPED_KINDS:
+            kind, subject = question_kind(instruction)
+            if kind == "definition" and subject and asks_who(instruction):
+                items.append((k, subject, None))
+                continue
+            if kind in UNTYPED_KINDS:
                 continue
             try:
                 tpl = parse_template(template)
@@ -269,11 +281,17 @@ class LikelihoodJudge:
             fillers = recover_fillers(tpl.text, instruction)
             if fillers and len(fillers) == tpl.n_slots:
                 items += [(k, f, d) for f, d in zip(fillers, tpl.slots, strict=True)]
-        heads = [h for _, _, d in items if (h := slot_head(d))]
+        heads = [h for _, _, d in items if d and (h := slot_head(d))]
         scores = self.typer.scores([f for _, f, _ in items], heads)
         out: list[str | None] = [None] * len(templates)
         for k, value, description in items:
-            out[k] = out[k] or type_mismatch(value, description, scores.get(value, {}), top_k)
+            typed = scores.get(value, {})
+            why = (
+                type_mismatch(value, description, typed, top_k)
+                if description
+                else people_mismatch(value, typed, top_k)
+            )
+            out[k] = out[k] or why
         return out
 
     def score(

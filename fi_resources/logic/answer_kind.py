@@ -50,7 +50,13 @@ _NAME = re.compile(r"\b[A-Z][a-z]+(?:\s+(?:[A-Z]\.\s*)*[A-Z][a-z]+)+")
 # Between a subject and its defining verb only a parenthesis or an apposition may sit ("Algeria ( '; Dzayer),
 # officially People's Democratic Republic of Algeria, is a sovereign state"): "An American in Paris is a
 # poem" does not define "American".
-_ASIDE = r"\s*(?:\([^()]*\)\s*)?(?:,[^.;:]{0,120}?,\s*)?(?:\([^()]*\)\s*)?"
+# "Altruism or selflessness is …" names the subject twice; "Apollo (Attic …: , Apollōn ( ); …) is …" nests one
+# parenthesis in another.
+_PAREN = r"\((?:[^()]|\([^()]*\))*\)"
+_ASIDE = (
+    rf"\s*(?:{_PAREN}\s*)?(?:or\s+[\w'’-]+(?:\s+[\w'’-]+)?\s*(?={_PAREN}|,|is\b|are\b|was\b|were\b))?"
+    rf"(?:{_PAREN}\s*)?(?:,[^.;:]{{0,120}}?,\s*)?(?:{_PAREN}\s*)?"
+)
 _DEFINING_VERB = re.compile(
     rf"^{_ASIDE}(?:(?:is|are|was|were)\s+(?:\w+ly\s+)?(?:a|an|the|one|any)\b|refers?\s+to\b)", re.I
 )
@@ -58,7 +64,8 @@ _LOCATING_VERB = re.compile(
     rf"^{_ASIDE}(?:is|are|was|were|lies|lie|sits)\b[^.;]{{0,80}}?\b(?:in|on|at|near|located|situated|bordered)\b",
     re.I,
 )
-_SENTENCE_START = re.compile(r"(?:^|[.!?]\s+|\n\s*)(?:(?:a|an|the)\s+)?$", re.I)
+# A sentence may open with its frame before its subject: "In Greek mythology, Achilles (…) was a hero".
+_SENTENCE_START = re.compile(r"(?:^|[.!?]\s+|\n\s*)(?:In\s+[^,.;()]{1,40},\s+)?(?:(?:a|an|the)\s+)?$", re.I)
 # A definition that answers "What is X?" comes early; a mention deep in a report does not.
 _OPENING_CHARS = 400
 
@@ -91,14 +98,16 @@ def _subject_starts(subject: str, text: str) -> list[int]:
     words = re.findall(r"\w+", subject)
     if not words:
         return []
-    full = r"\b" + r"\W+".join(re.escape(w) for w in words) + r"(?:e?s)?\b"  # "an Academy Award" → "Awards"
+    # "an Academy Award" → "Awards"; "Andre Agassi" → "Andre Kirk Agassi" (one capitalised word between).
+    full = r"\b" + r"(?:\W+[A-Z][\w.]*)?\W+".join(re.escape(w) for w in words) + r"(?:e?s)?\b"
     return [m.end() for m in re.finditer(full, text, re.I) if _SENTENCE_START.search(text[: m.start()])]
 
 
-def answer_kind_mismatch(instruction: str, answer: str) -> str | None:
-    """Why the answer lacks the shape its question asks for (see module docstring), or None."""
+def answer_kind_mismatch(instruction: str, answer: str, opening_chars: int = _OPENING_CHARS) -> str | None:
+    """Why the answer lacks the shape its question asks for (see module docstring), or None. A definition or a
+    place must come in the answer's first `opening_chars` characters."""
     kind, subject = question_kind(instruction)
-    opening = answer[:_OPENING_CHARS]
+    opening = answer[:opening_chars]
     if kind in ("definition", "location"):
         verb = _DEFINING_VERB if kind == "definition" else _LOCATING_VERB
         if not any(verb.search(opening[s:]) for s in _subject_starts(subject or "", opening)):
@@ -139,3 +148,15 @@ def passage_has_answer_shape(kind: str, text: str) -> bool:
     sentence cannot answer "What is <fi>a thing</fi>?"; one without a year cannot answer "When …?"."""
     shape = _PASSAGE_SHAPES.get(kind)
     return shape is None or bool(shape.search(text))
+
+
+def title_subject(title: str) -> str:
+    """What a page title names, without its disambiguation: "Animalia (book)" → "Animalia"."""
+    return re.sub(r"\s*\([^()]*\)\s*$", "", title).strip() or title
+
+
+def passage_answers(instruction: str, passage: str) -> bool:
+    """Could some excerpt of `passage` answer `instruction` with the shape it asks for? The judge's check
+    (`answer_kind_mismatch`) with the answer free to start at any sentence: "What is Alabama?" on a passage
+    about Alabama's factories, which never says what Alabama is, has no answer the judge would keep."""
+    return answer_kind_mismatch(instruction, passage, opening_chars=len(passage)) is None

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import zlib
+
+from fi_resources.logic.answer_kind import passage_has_answer_shape
 
 PROMPT_VERSION = "v1"
 
@@ -65,7 +68,7 @@ def render_pair(instruction: str, answer: str) -> str:
 
 # Few-shot raw completion: offline-assets.md §8 measured chat-form question writing as unreliable; as a raw
 # completion after three worked examples the 135M model writes one search-style question per passage.
-QUESTION_WRITER_VERSION = "qw1"
+QUESTION_WRITER_VERSION = "qw2"
 QUESTION_WRITER_SHOTS = (
     ("The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France. It is named "
      "after the engineer Gustave Eiffel, whose company designed and built the tower from 1887 to 1889.",
@@ -80,15 +83,33 @@ QUESTION_WRITER_SHOTS = (
 _ASK = "Question a reader would search for:"
 
 
-def question_writer_prompt(text: str, max_chars: int = 400) -> str:
+# Unprimed, the writer opens nearly every question with "What is" (qw1: 50 of 54). A paragraph with a year, a
+# count, a name or a place can also answer a "When", "How many", "Who" or "Where" question: priming the
+# completion with that opener gets the bank the question forms real searches have.
+_OPENER_SHAPES = (("When", "time"), ("How many", "count"), ("Who", "person"), ("Where", "location"))
+
+
+def question_openers(text: str, max_chars: int = 400, extra: int = 2) -> list[str]:
+    """The openers to prime the writer with for one paragraph: "" (unprimed), then up to `extra` of When /
+    How many / Who / Where whose kind of answer the paragraph's first `max_chars` characters hold, in an order
+    that varies by paragraph so that no opener crowds out the others."""
+    shown = text[:max_chars]
+    fits = [opener for opener, kind in _OPENER_SHAPES if passage_has_answer_shape(kind, shown)]
+    start = zlib.crc32(shown.encode()) % len(fits) if fits else 0
+    return ["", *(fits[start:] + fits[:start])[:extra]]
+
+
+def question_writer_prompt(text: str, max_chars: int = 400, opener: str = "") -> str:
     shots = "".join(f"Text: {t}\n{_ASK} {q}\n\n" for t, q in QUESTION_WRITER_SHOTS)
-    return f"{shots}Text: {' '.join(text[:max_chars].split())}\n{_ASK}"
+    return f"{shots}Text: {' '.join(text[:max_chars].split())}\n{_ASK}" + (f" {opener}" if opener else "")
 
 
-def clean_written_question(completion: str) -> tuple[str | None, str]:
-    """(question, "ok") or (None, reason): the first line, kept when it is one short question that is not a
-    worked example."""
+def clean_written_question(completion: str, opener: str = "") -> tuple[str | None, str]:
+    """(question, "ok") or (None, reason): the first line (after the opener the prompt ended with), kept when
+    it is one short question that is not a worked example."""
     line = completion.strip().split("\n")[0].strip()
+    if opener and not line.casefold().startswith(opener.casefold()):
+        line = f"{opener} {line}" if line else ""
     if not line:
         return None, "empty"
     if not line.endswith("?") or line.count("?") > 1:

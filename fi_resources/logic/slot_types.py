@@ -74,10 +74,37 @@ def type_mismatch(filler: str, description: str, scores: dict[str, float], top_k
     return f"{filler!r} is not {description!r} (typed as {best!r}; {head!r} ranks {rank + 1})"
 
 
-def subject_fits(slots: Sequence[str], kind: str, scores: Mapping[str, float], top_k: int = TOP_K) -> bool:
+# "Who is X?" asks for a person or a group of people whatever its slot says ("Who was Anarchism?" is not a
+# question): one of these must be among the value's `top_k` types.
+PEOPLE_TYPES = frozenset({
+    "person", "man", "woman", "writer", "musician", "singer", "actor", "player", "athlete", "politician",
+    "president", "king", "scientist", "philosopher", "artist", "group", "band", "team", "nation", "party",
+})  # fmt: skip
+_WHO = re.compile(r"^\s*who(?:m)?\b", re.I)
+
+
+def asks_who(text: str) -> bool:
+    """Does a question (or a template) ask "Who …?"."""
+    return bool(_WHO.match(text))
+
+
+def people_mismatch(value: str, scores: Mapping[str, float], top_k: int = TOP_K) -> str | None:
+    """Why `value` cannot be the subject of a "Who is …?" question (none of its `top_k` types is a kind of
+    people), or None."""
+    ranked = sorted(TYPE_NOUNS, key=lambda t: -scores.get(t, float("-inf")))[:top_k]
+    if not scores or PEOPLE_TYPES & set(ranked):
+        return None
+    return f"{value!r} is not a person or a group ('who' asks for one; typed as {ranked[0]!r})"
+
+
+def subject_fits(
+    slots: Sequence[str], kind: str, scores: Mapping[str, float], top_k: int = TOP_K, who: bool = False
+) -> bool:
     """Could a passage's subject (typed by `scores`, as `type_mismatch` types a filled value) fill one of a
     template's slots? Untyped kinds, slots without a head and generic heads take anything; a template with
-    no slot asks nothing of it."""
+    no slot asks nothing of it. A "Who …?" definition (`who`) takes only people."""
+    if who and kind == "definition" and slots:
+        return people_mismatch("subject", scores, top_k) is None
     if kind in UNTYPED_KINDS or not slots:
         return True
     for description in slots:

@@ -19,7 +19,12 @@ import pandas as pd
 
 from fi_resources.encoder import Encoder
 from fi_resources.index import TemplateIndex, build_index
-from fi_resources.logic.answer_kind import passage_has_answer_shape, template_kind
+from fi_resources.logic.answer_kind import (
+    passage_answers,
+    passage_has_answer_shape,
+    template_kind,
+    title_subject,
+)
 from fi_resources.logic.calibration import calibrate_threshold, pearson, precision_at_k, split_documents
 from fi_resources.logic.pooling import char_to_token_position, nearest_chunk
 from fi_resources.logic.sampling import (
@@ -28,10 +33,11 @@ from fi_resources.logic.sampling import (
     match_per_embedding,
     top_per_embedding,
 )
-from fi_resources.logic.slot_types import slot_head, subject_fits
+from fi_resources.logic.slot_types import asks_who, slot_head, subject_fits
 from fi_resources.logic.templates import (
     asked_coverage,
     asked_words,
+    fill_template,
     parse_template,
     template_skeleton,
     word_stems,
@@ -390,7 +396,7 @@ def match_documents(
             if doc_hits and doc_hits[0]:
                 best.append(max(found[0][1] for found in doc_hits if found))
             doc_hits = _fitting_hits(
-                doc_hits, templates, text, subject_types.get(str(title)), settings, dropped
+                doc_hits, templates, str(title), text, subject_types.get(str(title)), settings, dropped
             )
             chosen = match_per_embedding(
                 doc_hits,
@@ -433,6 +439,9 @@ def match_documents(
             "hits_dropped_unanswerable": dropped["unanswerable"],
             # ... or it has no answer of the kind the template asks for (no defining sentence, no year).
             "hits_dropped_no_answer_shape": dropped["no_answer_shape"],
+            # ... or, its title in the slots, it does not answer that question ("What is Alabama?" on a passage
+            # that never says what Alabama is).
+            "hits_dropped_title_unanswered": dropped["title_unanswered"],
             # ... or its title is not the kind of thing any of the template's slots asks for.
             "hits_dropped_subject_type": dropped["subject_type"],
             "subject_typed": typed and len(documents) > 0,
@@ -457,12 +466,14 @@ class _TemplateFacts:
         self.kinds = {t: template_kind(text, self.n_slots[t]) for t, text in bank["template"].items()}
         self.skeletons = {t: template_skeleton(text) for t, text in bank["template"].items()}
         self.slots = {t: parse_template(text).slots for t, text in bank["template"].items()}
+        self.who = {t: asks_who(text) for t, text in bank["template"].items()}
         self.heads = sorted({h for s in self.slots.values() for d in s if (h := slot_head(d))})
 
 
 def _fitting_hits(
     doc_hits: list[list[tuple[str, float]]],
     templates: _TemplateFacts,
+    title: str,
     text: str,
     subject_types: dict[str, float] | None,
     settings: MatchingSettings,
@@ -482,10 +493,22 @@ def _fitting_hits(
         shaped = {k: passage_has_answer_shape(k, text) for k in {templates.kinds[t] for t in found_ids}}
         doc_hits, n = _keep_hits(doc_hits, {t for t in found_ids if shaped[templates.kinds[t]]})
         dropped["no_answer_shape"] += n
+        # The instantiator fills the slots with the passage's subject, its title: ask that question of the passage.
+        subject = title_subject(title)
+        answered = {
+            t
+            for t in found_ids
+            if not subject
+            or passage_answers(fill_template(templates.texts[t], [subject] * templates.n_slots[t]), text)
+        }
+        doc_hits, n = _keep_hits(doc_hits, answered)
+        dropped["title_unanswered"] += n
     if subject_types is not None:
         top_k = settings.title_type_top_k
         fits = {
-            t for t in found_ids if subject_fits(templates.slots[t], templates.kinds[t], subject_types, top_k)
+            t
+            for t in found_ids
+            if subject_fits(templates.slots[t], templates.kinds[t], subject_types, top_k, templates.who[t])
         }
         doc_hits, n = _keep_hits(doc_hits, fits)
         dropped["subject_type"] += n

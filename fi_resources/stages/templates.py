@@ -13,6 +13,7 @@ from fi_resources.logic.prompts import (
     QUESTION_WRITER_VERSION,
     clean_written_question,
     genericizer_prompt,
+    question_openers,
     question_writer_prompt,
 )
 from fi_resources.logic.released import append_released_rows, bank_frame, bank_row
@@ -34,19 +35,23 @@ from fi_resources.stages import (
 def write_questions(
     articles: list[tuple[str, str]], writer: TextGenerator, writer_name: str, progress: Progress | None = None
 ) -> StageResult[pd.DataFrame]:
-    """The teacher writes one search-style question about each of the first two paragraphs of every article
-    (`logic.prompts.question_writer_prompt`); a completion that is not one short question is dropped and
+    """The teacher writes search-style questions about each of the first two paragraphs of every article
+    (`logic.prompts.question_writer_prompt`), one unprimed and one per opener the paragraph can answer
+    (`question_openers`); a completion that is not one short question is dropped and
     counted by reason. Rows: query, source (the writer and the article), article."""
     items = []
     for title, text in articles:
         paragraphs = [p for p in text.split("\n\n") if len(p) > 200 and not p.lstrip().startswith("=")]
-        items += [(title, p) for p in paragraphs[:2]]
+        items += [(title, p, opener) for p in paragraphs[:2] for opener in question_openers(p)]
     raw = writer.generate(
-        [question_writer_prompt(p) for _, p in items], max_new_tokens=32, stop="\n", progress=progress
+        [question_writer_prompt(p, opener=o) for _, p, o in items],
+        max_new_tokens=32,
+        stop="\n",
+        progress=progress,
     )
     rows, reasons = [], Counter()
-    for (title, _), text in zip(items, raw, strict=True):
-        question, reason = clean_written_question(text)
+    for (title, _, opener), text in zip(items, raw, strict=True):
+        question, reason = clean_written_question(text, opener)
         reasons[reason] += 1
         if question is not None:
             rows.append(

@@ -52,6 +52,22 @@ def test_question_kind(instruction, kind, subject):
             True,
         ),
         ("Where is Algeria located?", "Algeria has many oil fields and a large army.", False),
+        # Leads of the demo's Wikipedia passages (d265c03) that define their subject after a frame, a second name
+        # or a nested parenthesis.
+        (
+            "What is Achilles?",
+            "In Greek mythology, Achilles (; , Akhilleus, ) was a Greek hero of the Trojan War.",
+            True,
+        ),
+        ("What is Altruism?", "Altruism or selflessness is the principle or practice of concern.", True),
+        (
+            "What is Apollo?",
+            "Apollo (Attic, Ionic, and Homeric Greek: , Apollōn ( ); Doric: , Apellōn; ) is one of the most "
+            "important of the Olympian deities.",
+            True,
+        ),
+        ("What is Anthropology?", "In 1850, its present use first appeared in Germany.", False),
+        ("What is Nature?", "Sickness relied on the harmony of man and Nature the macrocosm.", False),
         (
             "How many children does John Turnidge have?",
             "John Turnidge directs the Children's Hospital.",

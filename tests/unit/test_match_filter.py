@@ -93,6 +93,42 @@ def test_a_template_whose_kind_of_answer_the_passage_lacks_is_not_matched():
     assert run(True) == (both - {("undated", "when")}, 20)
 
 
+def test_a_template_the_passage_cannot_answer_about_its_title_is_not_matched():
+    """The instantiator fills slots with the title: "What is Alabama?" needs a passage that says what it is."""
+    bank = pd.DataFrame(
+        {
+            "template_id": ["define", "where"],
+            "query_id": ["q1", "q2"],
+            "template": ["What is <fi>a state</fi>?", "Where is <fi>a state</fi> located?"],
+            "n_slots": [1, 1],
+        }
+    )
+    docs = pd.DataFrame(
+        {
+            "doc_id": ["lead", "later"],
+            "title": ["Alabama", "Alabama"],
+            "text": [
+                "Alabama is a state in the southeastern region of the United States.",
+                # A defining sentence, about something else: the passage shape check alone lets it through.
+                "Mobile is a port city. An Airbus plant was announced in Alabama in 2012.",
+            ],
+        }
+    )
+
+    class Index:
+        def search(self, queries, k):
+            return [[("define", 0.9), ("where", 0.8)] for _ in range(len(queries))]
+
+    chosen, dropped = set(), 0
+    for seed in range(20):
+        settings = MatchingSettings(min_asked_coverage=0.0, seed=seed)
+        result = match_documents(docs, bank, OneVectorEncoder(), Index(), (0.1, "fixed"), "s", settings)
+        chosen |= set(zip(result.value["doc_id"], result.value["template_id"], strict=True))
+        dropped += result.stats["hits_dropped_title_unanswered"]
+    assert chosen == {("lead", "define"), ("lead", "where")}
+    assert dropped == 20 * 2  # both of the later passage's hits, every seed
+
+
 class FixedTyper:
     """Types every value as a nation, then a country, then a plant; records what it was asked."""
 

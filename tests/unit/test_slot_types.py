@@ -5,7 +5,15 @@ import pytest
 from fi_resources.judge import LikelihoodJudge
 from fi_resources.lm import CausalLM, materialize_smollm2
 from fi_resources.logic.rubric import TemplateSignals, judge_pair
-from fi_resources.logic.slot_types import TYPE_NOUNS, head_rank, slot_head, type_mismatch, type_vocabulary
+from fi_resources.logic.slot_types import (
+    TYPE_NOUNS,
+    head_rank,
+    people_mismatch,
+    slot_head,
+    subject_fits,
+    type_mismatch,
+    type_vocabulary,
+)
 from fi_resources.logic.templates import recover_fillers
 
 
@@ -28,6 +36,18 @@ def test_the_rank_rule():
     assert head_rank(scores | {"stewardess": 6.0}, "stewardess") == 0
     assert "empty" in type_mismatch(" ", "a country", scores)
     assert type_mismatch("Alchemy", "a thing", scores) is None  # every value is "a thing"
+
+
+def test_who_asks_for_people_whatever_the_slot_says():
+    idea = {t: 0.0 for t in TYPE_NOUNS} | {"idea": 5.0, "concept": 4.0, "theory": 3.0}
+    thinker = {t: 0.0 for t in TYPE_NOUNS} | {"philosopher": 5.0, "idea": 4.0}
+    assert "not a person" in people_mismatch("Anarchism", idea)
+    assert people_mismatch("Aristotle", thinker) is None
+    assert people_mismatch("Aristotle", {}) is None  # untyped: nothing to say
+    # A "Who is X?" definition takes only people as its subject; "What is X?" takes anything.
+    assert not subject_fits(["a nation"], "definition", idea, who=True)
+    assert subject_fits(["a nation"], "definition", thinker, who=True)
+    assert subject_fits(["a nation"], "definition", idea)
 
 
 def test_a_slot_left_empty_does_not_follow_the_template():
@@ -57,6 +77,8 @@ def test_the_real_model_types_slot_values(judge):
         "What is the common name for <fi>a fruit</fi>?",
         "Which <fi>a musician</fi> wrote the most songs?",
         "What is <fi>a fruit</fi>?",  # a definition question: the slot's type does not change what it asks
+        "Who was <fi>a person</fi>?",  # ... but "Who" asks for a person (demo outputs at qw2)
+        "Who was <fi>a person</fi>?",
     ]
     instructions = [
         "What is the capital of Algeria?",
@@ -64,8 +86,12 @@ def test_the_real_model_types_slot_values(judge):
         "What is the common name for Autism?",
         "Which France wrote the most songs?",
         "What is Autism?",
+        "Who was Anarchism?",
+        "Who was Abraham Lincoln?",
     ]
     verdicts = judge.slot_type_mismatches(templates, instructions)
     assert verdicts[0] is None
     assert all(v is not None for v in verdicts[1:4]), verdicts
     assert verdicts[4] is None
+    assert verdicts[5] is not None and "not a person" in verdicts[5]
+    assert verdicts[6] is None

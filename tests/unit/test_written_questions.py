@@ -1,7 +1,12 @@
 """Written questions: the source articles are disjoint from the demo shards and the pretraining eval, and
 only one short question per completion is kept."""
 
-from fi_resources.logic.prompts import QUESTION_WRITER_SHOTS, clean_written_question, question_writer_prompt
+from fi_resources.logic.prompts import (
+    QUESTION_WRITER_SHOTS,
+    clean_written_question,
+    question_openers,
+    question_writer_prompt,
+)
 from fi_resources.sources import question_source_articles, wikipedia_articles
 from fi_resources.stages.templates import write_questions
 
@@ -40,5 +45,32 @@ def test_write_questions_counts_what_it_drops():
     articles = [("Aardwolf", f"{para}\n\n{para}\n\n{para}"), ("Short", "too short")]
     result = write_questions(articles, ScriptedWriter([" What do aardwolves eat?", " Aardwolves eat."]), "w")
     assert result.value["query"].tolist() == ["What do aardwolves eat?"]
-    assert result.value["source"].tolist() == ["written/w/qw1"]
+    assert result.value["source"].tolist() == ["written/w/qw2"]
     assert result.stats["prompts"] == 2 and result.stats["outcomes"].counts == {"ok": 1, "not_a_question": 1}
+
+
+def test_a_paragraph_that_holds_a_year_or_a_name_is_also_asked_when_and_who():
+    plain = "Aardwolves eat termites and live in burrows on the open plains. " * 4
+    assert question_openers(plain) == [""]
+    dated = "The Eiffel Tower was designed by Gustave Eiffel and built from 1887 to 1889. " * 3
+    openers = question_openers(dated)
+    assert openers[0] == "" and len(openers) == 3 and set(openers[1:]) <= {"When", "Who", "How many", "Where"}
+    assert "When" in question_openers(dated, extra=4) and "Who" in question_openers(dated, extra=4)
+    assert question_writer_prompt(dated, opener="When").endswith("Question a reader would search for: When")
+
+
+def test_a_primed_completion_is_the_opener_and_its_continuation():
+    assert clean_written_question(" was the tower built?\nText: x", "When") == ("When was the tower built?", "ok")
+    assert clean_written_question(" When was it built?", "When") == ("When was it built?", "ok")
+    assert clean_written_question("", "Who") == (None, "empty")
+    assert clean_written_question(" the tower", "Who") == (None, "not_a_question")
+
+
+def test_primed_prompts_are_written_and_kept_with_their_opener():
+    para = "Gustave Eiffel built the tower from 1887 to 1889 for the World's Fair in Paris. " * 3
+    articles = [("Eiffel Tower", para)]
+    n = len(question_openers(para))
+    result = write_questions(articles, ScriptedWriter([" Who built it?"] + [" was it built?"] * (n - 1)), "w")
+    assert result.stats["prompts"] == n == 3
+    assert result.value["query"].tolist()[0] == "Who built it?"
+    assert all(q.endswith(" was it built?") for q in result.value["query"].tolist()[1:])
