@@ -499,7 +499,7 @@ def _fitting_hits(
             t
             for t in found_ids
             if not subject
-            or passage_answers(fill_template(templates.texts[t], [subject] * templates.n_slots[t]), text)
+            or passage_answers(fill_template(templates.texts[t], [subject] * len(templates.slots[t])), text)
         }
         doc_hits, n = _keep_hits(doc_hits, answered)
         dropped["title_unanswered"] += n
