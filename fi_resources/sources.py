@@ -15,7 +15,13 @@ from pathlib import Path
 import pandas as pd
 
 from fi_resources.inbox import INPUT_SUFFIXES, InputFileError, Refusal, entry_problem, stat_problem
-from fi_resources.logic.passages import passage_doc_id, sample_passages, source_limit, split_passages
+from fi_resources.logic.passages import (
+    fallback_title,
+    passage_doc_id,
+    sample_passages,
+    source_limit,
+    split_passages,
+)
 from fi_resources.settings import DocumentSettings
 
 GENSIM_WIKI = "test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
@@ -290,7 +296,7 @@ def source_documents(path: Path, max_title_chars: int = 300) -> Iterator[SourceD
     rows = iter_table_rows(path, ("text", "content", "document", "body"))
     for i, (title, value) in enumerate(rows):
         text, refused = cell_text(value)
-        fallback = f"{path.stem} #{i}"
+        fallback = fallback_title(path.stem, i)
         title, title_fix = _title(title, max_title_chars)
         yield SourceDocument(
             stable_id(path.name, str(i), text[:200]), i, title or fallback, text, refused, title_fix

@@ -84,6 +84,17 @@ def passage_doc_id(parent: str, index: int, n_passages: int) -> str:
     return parent if n_passages == 1 else f"{parent}-{index:03d}"
 
 
+def fallback_title(shard_stem: str, row: int) -> str:
+    """The title a row without one is shown under: its shard and row number ("lee-news-001 #6")."""
+    return f"{shard_stem} #{row}"
+
+
+def is_fallback_title(title: str, shard: str) -> bool:
+    """Is `title` the placeholder `fallback_title` gave an untitled row of `shard`? It names no subject."""
+    head, sep, row = title.rpartition(" #")
+    return bool(sep) and head == shard and row.isdigit()
+
+
 def _is_heading_line(line: str) -> bool:
     if HEADING_LINE.fullmatch(line):
         return True

@@ -105,11 +105,13 @@ def test_a_template_the_passage_cannot_answer_about_its_title_is_not_matched():
     )
     docs = pd.DataFrame(
         {
-            "doc_id": ["lead", "later"],
-            "title": ["Alabama", "Alabama"],
+            "doc_id": ["lead", "later", "untitled"],
+            # An untitled row's placeholder title ("<shard> #<row>") names no subject to ask about.
+            "title": ["Alabama", "Alabama", "s #2"],
             "text": [
                 "Alabama is a state in the southeastern region of the United States.",
                 # A defining sentence, about something else: the passage shape check alone lets it through.
+                "Mobile is a port city. An Airbus plant was announced in Alabama in 2012.",
                 "Mobile is a port city. An Airbus plant was announced in Alabama in 2012.",
             ],
         }
@@ -125,7 +127,7 @@ def test_a_template_the_passage_cannot_answer_about_its_title_is_not_matched():
         result = match_documents(docs, bank, OneVectorEncoder(), Index(), (0.1, "fixed"), "s", settings)
         chosen |= set(zip(result.value["doc_id"], result.value["template_id"], strict=True))
         dropped += result.stats["hits_dropped_title_unanswered"]
-    assert chosen == {("lead", "define"), ("lead", "where")}
+    assert chosen == {("lead", "define"), ("lead", "where"), ("untitled", "define"), ("untitled", "where")}
     assert dropped == 20 * 2  # both of the later passage's hits, every seed
 
 
@@ -177,6 +179,15 @@ def test_a_template_whose_slots_the_passage_subject_cannot_fill_is_not_matched()
     assert run(typer) == ({"capital", "define", "thing"}, 30)
     assert typer.asked[0] == (["Algeria"], ["country", "fruit", "thing"])  # each slot head is scored
     assert run(None) == ({"fruit", "capital", "define", "thing"}, 0)
+
+    # An untitled row has no subject to type: the typer is not asked, and no hit is dropped for it.
+    untitled = DOCS.assign(title="s #0")
+    typer = FixedTyper()
+    settings = MatchingSettings(min_asked_coverage=0.0, require_answer_shape=False)
+    result = match_documents(
+        untitled, bank, OneVectorEncoder(), Index(), (0.1, "fixed"), "s", settings, typer
+    )
+    assert (typer.asked, result.stats["hits_dropped_subject_type"]) == ([], 0)
 
 
 def test_subject_fits_rule():

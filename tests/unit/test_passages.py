@@ -6,6 +6,8 @@ import pytest
 
 from fi_resources.logic.passages import (
     Passage,
+    fallback_title,
+    is_fallback_title,
     passage_doc_id,
     sample_passages,
     source_limit,
@@ -204,3 +206,10 @@ def test_random_texts_are_always_well_formed(seed):
     max_chars = rng.choice([1, 7, 60, 300, 1200])
     passages = split_passages(text, max_chars, rng.choice([0, 20, 200]))
     assert_well_formed(text, passages, max_chars)
+
+
+def test_a_fallback_title_is_told_from_a_real_one():
+    assert is_fallback_title(fallback_title("lee-news-001", 6), "lee-news-001")
+    assert not is_fallback_title("lee-news-001 #6", "lee-news-002")  # another shard's placeholder is a title
+    assert not is_fallback_title("Symphony #5", "lee-news-001")
+    assert not is_fallback_title("lee-news-001 #six", "lee-news-001")
