@@ -60,7 +60,10 @@ def test_a_paragraph_that_holds_a_year_or_a_name_is_also_asked_when_and_who():
 
 
 def test_a_primed_completion_is_the_opener_and_its_continuation():
-    assert clean_written_question(" was the tower built?\nText: x", "When") == ("When was the tower built?", "ok")
+    assert clean_written_question(" was the tower built?\nText: x", "When") == (
+        "When was the tower built?",
+        "ok",
+    )
     assert clean_written_question(" When was it built?", "When") == ("When was it built?", "ok")
     assert clean_written_question("", "Who") == (None, "empty")
     assert clean_written_question(" the tower", "Who") == (None, "not_a_question")
