@@ -390,16 +390,15 @@ def match_documents(
         multi = encoder.encode_multi(texts) if encoder.num_local else encoder.encode(texts)[:, None, :]
         hits = index.search(multi.reshape(len(part) * n_emb, multi.shape[-1]), k=SEARCH_K)
         del multi
-        # An untitled row's placeholder title names no subject: its matches skip the title's filters.
-        titles = [str(t) for t in part["title"]]
-        subjects = [t for t in titles if not is_fallback_title(t, shard)]
-        subject_types = typer.scores(subjects, templates.heads) if typed and subjects else {}  # type: ignore[union-attr]
-        docs = zip(part["doc_id"], part["title"], part["text"], strict=True)
-        for doc_i, (doc_id, title, text) in enumerate(docs):
+        # An untitled row's placeholder title names no subject (""): its matches skip the title's filters.
+        subjects = ["" if is_fallback_title(str(t), shard) else str(t) for t in part["title"]]
+        named = [s for s in subjects if s]
+        subject_types = typer.scores(named, templates.heads) if typed and named else {}  # type: ignore[union-attr]
+        docs = zip(part["doc_id"], subjects, part["text"], strict=True)
+        for doc_i, (doc_id, subject, text) in enumerate(docs):
             doc_hits = hits[doc_i * n_emb : (doc_i + 1) * n_emb]
             if doc_hits and doc_hits[0]:
                 best.append(max(found[0][1] for found in doc_hits if found))
-            subject = "" if is_fallback_title(str(title), shard) else str(title)
             doc_hits = _fitting_hits(
                 doc_hits, templates, subject, text, subject_types.get(subject), settings, dropped
             )
