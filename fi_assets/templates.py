@@ -109,7 +109,7 @@ def genericizer(
     return artifact_output(out, result, untrained)
 
 
-@dg.asset(group_name=GROUP, code_version="4", pool=LM_POOL, kinds={"duckdb"})
+@dg.asset(group_name=GROUP, code_version="5", pool=LM_POOL, kinds={"duckdb"})
 def query_templates(
     context: dg.AssetExecutionContext,
     user_queries: pd.DataFrame,

@@ -104,9 +104,16 @@ class TemplateBankSettings(StageSettings):
     released_bank_limit: int = 0  # rows read from the released bank (0 = all)
     # Imported templates must also pass `question_form_reason`, the bar the genericizer's outputs meet.
     released_question_form: bool = True
+    # A genericized template must keep its query's words around the slots (logic/templates.follows_query): the
+    # 135M student's rewrites of the rest of a question are nonsense (README). Imported banks are not checked.
+    require_faithful_templates: bool = True
 
     def fingerprint(self) -> dict:
         prints = super().fingerprint()
+        if self.require_faithful_templates:
+            prints.pop(
+                "require_faithful_templates"
+            )  # on, as before it existed; query_templates' version says so
         if not self.released_bank_path:
             # Unset, the import settings shape nothing: code versions stay what they were before they existed.
             for name in ("released_bank_path", "released_bank_limit", "released_question_form"):

@@ -137,10 +137,64 @@ def check_generic(template: Template, original_query: str | None) -> None:
             raise TemplateError("not_generic", f"quoted phrase kept: {phrase!r}")
 
 
+def _plain_words(text: str) -> list[str]:
+    return re.findall(r"[^\W_]+", re.sub(r"['’]", "", text.casefold()))
+
+
+def follows_query(template: Template | str, query: str) -> bool:
+    """Whether `query` is `template` with each slot replaced by one or more words, comparing words only
+    (case, punctuation and apostrophes aside: "What's" matches "whats"). A small genericizer that rewrites
+    the rest of the question writes nonsense ("How many hearts does an octopus have?" → "How many <fi>an
+    octopus</fi> has?"); a large one may rephrase well ("When did <fi>an event</fi> happen?")."""
+    literals = _SLOT_RE.split(_as_template(template).text)[::2]
+    slot = r"(?:\S+ )+?"  # a slot stands for at least one whole word
+    pattern = slot.join("".join(re.escape(w) + " " for w in _plain_words(lit)) for lit in literals)
+    return re.fullmatch(pattern, "".join(w + " " for w in _plain_words(query))) is not None
+
+
+# An article before a slot whose description has its own ("What is a <fi>a computer</fi>?"), and what follows.
+_DOUBLED_ARTICLE = re.compile(r"\b(?:a|an|the)\s+(<fi>(?:a|an|the)\s[^<]*</fi>)(?=\s*([^\s<]*))", re.I)
+
+
+# Past participles without "-ed" that follow a subject slot ("Where was <fi>a painting</fi> found?").
+_PARTICIPLES = {
+    "born",
+    "built",
+    "written",
+    "found",
+    "made",
+    "held",
+    "seen",
+    "known",
+    "given",
+    "taken",
+    "done",
+}
+
+
+def drop_doubled_articles(template: Template) -> Template:
+    """The template without an article doubled before a slot ("What is a <fi>a computer</fi>?" → "What is
+    <fi>a computer</fi>?") where the slot ends a phrase: punctuation, a function word or a participle follows. Before a
+    content word ("the <fi>a team</fi> team") the slot stands for a modifier; that stays for
+    `question_form_reason` to reject."""
+
+    def fix(m: re.Match[str]) -> str:
+        after = m.group(2)
+        word = re.match(r"[a-z]+", after, re.I)
+        w = word.group().casefold() if word else ""
+        ends_phrase = (
+            not after or after[0] in "?.!,;:" or w in _FUNCTION_WORDS | _PARTICIPLES or w.endswith("ed")
+        )
+        return m.group(1) if ends_phrase else m.group(0)
+
+    text = _DOUBLED_ARTICLE.sub(fix, template.text)
+    return template if text == template.text else Template(text=text, slots=template.slots)
+
+
 def validate_template(text: str, original_query: str | None = None) -> tuple[Template | None, str | None]:
-    """Return ``(template, None)`` when valid, else ``(None, reason)``."""
+    """Return ``(template, None)`` when valid (doubled articles dropped), else ``(None, reason)``."""
     try:
-        template = parse_template(text)
+        template = drop_doubled_articles(parse_template(text))
         check_generic(template, original_query)
     except TemplateError as err:
         return None, err.reason
@@ -175,6 +229,8 @@ def question_form_reason(template: Template | str) -> str | None:
     - ``adjacent_slots``: two slots with nothing but spaces or punctuation between them;
     - ``untyped_slot``: a slot description that is not a lowercase type phrase ("a Winnie-the-Pooh",
       "ancient"): such a slot copied a name or a modifier, and no filler can be checked against it;
+    - ``modifier_slot``: a slot between an article and a noun ("played for the <fi>a team</fi> team", "What is
+      the <fi>a continent</fi> ocean?"): it stands for a modifier, and a name put there reads as nonsense;
     - ``slot_is_asked``: a slot right after "Which"/"What" stands where the answer belongs ("Which <fi>a
       city</fi> is known as <fi>a person</fi>?" lost the question's head noun);
     - ``asks_nothing``: besides its slots it asks nothing a judge could check the answer against, and it is
@@ -189,6 +245,8 @@ def question_form_reason(template: Template | str) -> str | None:
         return "adjacent_slots"
     if any(not _TYPE_PHRASE.fullmatch(slot) for slot in parsed.slots):
         return "untyped_slot"
+    if _DOUBLED_ARTICLE.search(drop_doubled_articles(parsed).text):
+        return "modifier_slot"
     if head[-1].casefold() in ("which", "what"):
         return "slot_is_asked"
     if not asked_words(parsed.text) and template_kind(parsed.text, parsed.n_slots) == "open":
@@ -224,7 +282,9 @@ _FUNCTION_WORDS = {
     "name", "most", "first", "known", "called", "type", "kind", "much", "many", "any", "some", "one",
     "year", "date", "time", "get", "make",
 }  # fmt: skip
-_WORD = re.compile(r"[A-Za-z][A-Za-z'’-]+")
+# Words, and numbers with their ordinal ending: a question that names "the 37th President" or "in 2016"
+# asks for a passage that has that number.
+_WORD = re.compile(r"[A-Za-z][A-Za-z'’-]+|\d(?:[\d,.]*\d)?(?:st|nd|rd|th)?")
 
 
 @lru_cache(maxsize=1 << 16)  # a corpus repeats its words: each is stemmed once

@@ -17,7 +17,7 @@ from fi_resources.logic.prompts import (
     question_writer_prompt,
 )
 from fi_resources.logic.released import append_released_rows, bank_frame, bank_row
-from fi_resources.logic.templates import question_form_reason, validate_template
+from fi_resources.logic.templates import follows_query, question_form_reason, validate_template
 from fi_resources.parts import Genericizer, Progress, TextGenerator
 from fi_resources.released import iter_bank_chunks
 from fi_resources.settings import TemplateBankSettings
@@ -177,6 +177,8 @@ def template_bank(
             # A well-formed template can still be no question a user would ask (a statement, a greeting).
             if tpl is not None and (unaskable := question_form_reason(tpl)):
                 tpl, reason = None, unaskable
+            if tpl is not None and settings.require_faithful_templates and not follows_query(tpl, query):
+                tpl, reason = None, "not_faithful"
             if tpl is not None:
                 template, reason = tpl, "ok"
         except OutputError as exc:

@@ -20,6 +20,9 @@ from fi_resources.logic.templates import asked_coverage, asked_words, question_f
         ("What country borders <fi>a country</fi> <fi>a country</fi>?", "adjacent_slots"),
         ("Which author wrote <fi>a Winnie-the-Pooh</fi> books?", "untyped_slot"),
         ("What country has the <fi>ancient</fi> forest?", "untyped_slot"),
+        ("What is the <fi>a continent</fi> ocean?", "modifier_slot"),
+        ("Which author wrote the <fi>a book</fi> books?", "modifier_slot"),
+        ("What is a <fi>a computer</fi>?", None),  # the doubled article alone is repaired, not rejected
     ],
 )
 def test_question_form(template, reason):
@@ -41,6 +44,11 @@ def test_asked_words_and_coverage():
     assert asked_coverage(words, "The currency used in Algeria is the dinar.") == 1.0
     assert asked_coverage(words, "Algeria is a country in North Africa.") == 0.0
     assert asked_coverage(set(), "anything") == 1.0
+    # A number the question names is asked for: "the 37th President" is not any president.
+    president = asked_words("Who was the 37th President of <fi>a country</fi>?")
+    assert president == {"37th", "president"}
+    assert asked_coverage(president, "Vladimir Putin is the President of Russia.") == 0.5
+    assert asked_coverage(president, "Richard Nixon, the 37th president, resigned.") == 1.0
     # Plurals and possessives match; a shared prefix does not ("county" is not "country").
     assert (
         asked_coverage(asked_words("Which country is known as <fi>a nickname</fi>?"), "Macon County") == 0.0

@@ -273,4 +273,4 @@ def test_the_asset_reads_the_released_bank_when_the_path_is_set(tmp_path):
     meta = {k: getattr(v, "value", v) for k, v in out.metadata.items()}
     assert (meta["source"], meta["rows"], meta["valid_templates"]) == (str(path), 5, 3)
     assert "unbalanced_tags" in str(meta["outcomes"])
-    assert query_templates.code_versions_by_key[dg.AssetKey("query_templates")] == "4"
+    assert query_templates.code_versions_by_key[dg.AssetKey("query_templates")] == "5"

@@ -1,14 +1,21 @@
+import pandas as pd
 import pytest
 
+from fi_resources.backends import BackendStats
+from fi_resources.logic.parsing import format_genericizer_target
 from fi_resources.logic.templates import (
     Template,
     TemplateError,
     check_generic,
+    drop_doubled_articles,
     fill_template,
+    follows_query,
     parse_template,
     template_literal,
     validate_template,
 )
+from fi_resources.settings import TemplateBankSettings
+from fi_resources.stages.templates import template_bank
 
 COMPARE = "Between <fi>Entity A</fi> and <fi>Entity B</fi> which is more <fi>characteristic</fi>?"
 
@@ -101,7 +108,9 @@ def test_generic_template_passes():
     template, reason = validate_template(COMPARE, QUERY)
     assert reason is None and isinstance(template, Template)
     # Short slot descriptions that happen to occur in the query are fine.
-    check_generic(parse_template("Which is more <fi>reliable</fi>?"), QUERY)
+    check_generic(
+        parse_template("Between <fi>a car</fi> and the Honda Civic which is more <fi>reliable</fi>?"), QUERY
+    )
     check_generic(parse_template('Is "<fi>car</fi>" good?'), None)
 
 
@@ -122,3 +131,73 @@ def test_vague_slots_and_rambling_templates_are_rejected():
         == "not_generic"
     )
     assert validate_template("Who wrote <fi>a book</fi>?", "Who wrote Hamlet?")[1] is None
+
+
+@pytest.mark.parametrize(
+    ("template", "query", "follows"),
+    [
+        ("Who wrote <fi>a play</fi>?", "Who wrote Hamlet", True),
+        ("What's the capital of <fi>a country</fi>?", "whats the capital of France?", True),
+        ("When was <fi>a person</fi> born?", "When was Barack Obama born?", True),
+        # the genericizer dropped "hearts" and changed the verb: the template no longer asks the query's question
+        ("How many <fi>an octopus</fi> has?", "How many hearts does an octopus have?", False),
+        (
+            "Who was the first female <fi>a country</fi> Prime Minister of?",
+            "Who was the first female Prime Minister of Great Britain?",
+            False,
+        ),
+        ("Who wrote <fi>a play</fi>?", "Who wrote?", False),  # a slot stands for at least one word
+    ],
+)
+def test_a_template_must_follow_its_query(template, query, follows):
+    assert follows_query(template, query) is follows
+
+
+def test_a_doubled_article_before_a_slot_is_dropped_only_where_the_slot_ends_a_phrase():
+    def fixed(text: str) -> str:
+        return drop_doubled_articles(parse_template(text)).text
+
+    assert fixed("What is a <fi>a computer</fi>?") == "What is <fi>a computer</fi>?"
+    assert fixed("Who is the founder of the <fi>a nation</fi>?") == "Who is the founder of <fi>a nation</fi>?"
+    assert fixed("Where was the <fi>a painting</fi> found?") == "Where was <fi>a painting</fi> found?"
+    assert fixed("Where is the <fi>a lake</fi> located?") == "Where is <fi>a lake</fi> located?"
+    # before a noun the slot is a modifier: left for question_form_reason to reject
+    assert fixed("Who played for the <fi>a team</fi> team?") == "Who played for the <fi>a team</fi> team?"
+    assert validate_template("What is a <fi>a computer</fi>?", "What is a super computer?")[0].text == (
+        "What is <fi>a computer</fi>?"
+    )
+
+
+class ScriptedGenericizer:
+    stats = BackendStats()
+
+    def __init__(self, templates):
+        self.outputs = [format_genericizer_target(t, "A text about the slot's subject.") for t in templates]
+
+    def generate(self, prompts, max_new_tokens=48, stop=None, progress=None):
+        return self.outputs[: len(prompts)]
+
+
+def test_the_bank_keeps_only_templates_that_follow_their_query_unless_told_otherwise():
+    queries = pd.DataFrame(
+        {
+            "query_id": ["q1", "q2", "q3"],
+            "query": [
+                "Who wrote Hamlet?",
+                "How many hearts does an octopus have?",
+                "What is a super computer?",
+            ],
+        }
+    )
+    outputs = [
+        "Who wrote <fi>a play</fi>?",
+        "How many <fi>an octopus</fi> has?",
+        "What is a <fi>a computer</fi>?",
+    ]
+    bank = template_bank(queries, ScriptedGenericizer(outputs), "g", TemplateBankSettings()).value
+    assert bank["reason"].tolist() == ["ok", "not_faithful", "ok"]
+    assert bank["template"].tolist()[2] == "What is <fi>a computer</fi>?"  # the doubled article dropped
+    lenient = TemplateBankSettings(require_faithful_templates=False)
+    assert template_bank(queries, ScriptedGenericizer(outputs), "g", lenient).value["valid"].all()
+    assert "require_faithful_templates" in lenient.fingerprint()
+    assert "require_faithful_templates" not in TemplateBankSettings().fingerprint()
