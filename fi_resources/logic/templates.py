@@ -138,12 +138,14 @@ def check_generic(template: Template, original_query: str | None) -> None:
 
 
 def _plain_words(text: str) -> list[str]:
-    return re.findall(r"[^\W_]+", re.sub(r"['’]", "", text.casefold()))
+    # A possessive is a word of its own: a slot stands for "Jordan" in "Jordan’s capital".
+    text = re.sub(r"['’]s\b", " s", text.casefold())
+    return re.findall(r"[^\W_]+", re.sub(r"['’]", "", text))
 
 
 def follows_query(template: Template | str, query: str) -> bool:
     """Whether `query` is `template` with each slot replaced by one or more words, comparing words only
-    (case, punctuation and apostrophes aside: "What's" matches "whats"). A small genericizer that rewrites
+    (case and punctuation aside; a possessive "’s" is a word of its own). A small genericizer that rewrites
     the rest of the question writes nonsense ("How many hearts does an octopus have?" → "How many <fi>an
     octopus</fi> has?"); a large one may rephrase well ("When did <fi>an event</fi> happen?")."""
     literals = _SLOT_RE.split(_as_template(template).text)[::2]
