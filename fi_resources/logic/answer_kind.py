@@ -10,6 +10,9 @@ hospital). The question's form says what kind of answer it wants, and that kind 
 - ``count`` ("How many …?"): a number;
 - ``time`` ("When …?", "What year …?"): a year, a date or a century;
 - ``person`` ("Who wrote …?"): a name (two capitalised words) the question does not already contain;
+- ``role`` ("Who is the President of X?"): such a name, and the role tied to X in the answer ("President of
+  X", "X's President", "Argentine President"): a report that names President Bush does not say who
+  Afghanistan's president is;
 - ``open``: anything else; no shape is checked.
 """
 
@@ -30,6 +33,21 @@ _LOCATION_Q = re.compile(
 )
 _COUNT_Q = re.compile(r"^how\s+(?:many\s+(?P<noun>\w+)|much)\b", re.I)
 _TIME_Q = re.compile(r"^(?:when\b|(?:in\s+)?(?:what|which)\s+(?:year|century|decade|month|date|day)\b)", re.I)
+# Offices and relations a "Who is the R of X?" question asks to fill (a closed list: "Who is the Community Bank
+# of Madison?" names no role).
+_ROLES = (
+    "president", "vice president", "prime minister", "minister", "king", "queen", "emperor", "empress", "prince",
+    "princess", "ruler", "leader", "head", "chief", "chairman", "chair", "ceo", "director", "founder",
+    "co-founder", "owner", "manager", "coach", "captain", "mayor", "governor", "chancellor", "secretary",
+    "general", "commander", "editor", "author", "inventor", "creator", "designer", "architect", "composer",
+    "father", "mother", "son", "daughter", "wife", "husband", "brother", "sister", "winner", "champion",
+)  # fmt: skip
+_ROLE_Q = re.compile(
+    rf"^who(?:'s|’s|{_WS}(?:is|are|was|were)){_WS}(?:the{_WS})?(?:\w+{_WS}){{0,2}}?"
+    rf"(?P<role>{'|'.join(r.replace(' ', _WS) for r in _ROLES)}){_WS}of{_WS}"
+    rf"(?:the{_WS})?(?P<x>[A-Z].*?)\s*\?*$",
+    re.I,
+)
 _PERSON_Q = re.compile(r"^who(?:m)?\s+(?!is\b|are\b|was\b|were\b|'s\b|’s\b)\w+", re.I)
 
 _NUMBER_WORDS = (
@@ -75,6 +93,8 @@ def question_kind(instruction: str) -> tuple[str, str | None]:
     text = " ".join(instruction.split()).strip()
     if m := _LOCATION_Q.match(text):
         return "location", m.group("x")
+    if m := _ROLE_Q.match(text):
+        return "role", f"{m.group('role')} of {m.group('x')}"
     if m := _DEFINITION_Q.match(text):
         subject = m.group("x")
         # "What is the capital of X?" asks for a value, not a definition of "the capital of X"; nor does
@@ -120,15 +140,29 @@ def answer_kind_mismatch(instruction: str, answer: str, opening_chars: int = _OP
             return f"count question, but the answer counts no {subject or 'amount'}"
     if kind == "time" and not _TIME.search(answer):
         return "time question, but the answer has no year or date"
-    if kind == "person":
+    if kind in ("person", "role"):
         asked = instruction.casefold()
         if not any(n.group(0).casefold() not in asked for n in _NAME.finditer(answer)):
-            return "person question, but the answer names no one new"
+            return f"{kind} question, but the answer names no one new"
+    if kind == "role" and subject and not _role_tied(*subject.split(" of ", 1), answer):
+        return f"role question, but the answer never ties {subject.split(' of ', 1)[0]!r} to its subject"
     return None
+
+
+def _role_tied(role: str, holder: str, answer: str) -> bool:
+    """Does `answer` name `role` as `holder`'s ("President of Argentina", "Argentina's president", "Argentine
+    interim President")? The holder is matched by its first word's first five letters, which its adjective
+    shares ("Argentina" → "Argentine", "Russia" → "Russian")."""
+    r = re.escape(role) + r"s?"
+    head = re.escape(holder.split()[0][:5]) + r"[\w'’]*"
+    holder_text = re.escape(holder.split()[0])
+    tied = rf"\b{r}\s+of\s+(?:the\s+)?{holder_text}|\b{head}\s+(?:[\w-]+\s+){{0,2}}?{r}\b"
+    return bool(re.search(tied, answer, re.I))
 
 
 _ANY_SUBJECT = r"(?:^|(?<=[.!?])\s+|\n\s*)(?:(?:A|An|The)\s+)?[A-Z][\w'’.-]*(?:\s+[\w'’.-]+){0,5}?"
 _PASSAGE_SHAPES = {
+    "role": _NAME,
     "definition": re.compile(_ANY_SUBJECT + _DEFINING_VERB.pattern[1:], re.I),
     "location": re.compile(_ANY_SUBJECT + _LOCATING_VERB.pattern[1:], re.I),
     "count": _NUMBER,

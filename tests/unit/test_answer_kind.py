@@ -16,6 +16,9 @@ from fi_resources.logic.templates import question_form_reason
         ("When did the Second World War end?", "time", None),
         ("In what year was the Magna Carta signed?", "time", None),
         ("Who wrote Hamlet?", "person", None),
+        ("Who is the President of Argentina?", "role", "President of Argentina"),
+        ("Who was the first king of England?", "role", "king of England"),
+        ("Who is the Community Bank of Madison?", "open", None),  # no role: a name with "of" in it
         ("What is the capital of France?", "open", None),  # a value, not a definition
         ("What was Andre Agassi’s first name?", "open", None),
     ],
@@ -107,3 +110,17 @@ def test_a_mismatch_or_a_partial_open_answer_caps_the_score_at_3():
 )
 def test_bank_rejects_templates_no_answer_could_be_checked_against(template, reason):
     assert question_form_reason(template) == reason
+
+
+def test_a_role_question_wants_the_role_tied_to_its_holder():
+    asked = "Who is the President of Argentina?"
+    # lee-news pairs: the first answers; the second names a president, but not Argentina's
+    assert (
+        answer_kind_mismatch(asked, "Argentine President Adolfo Rodriguez Saa has asked the banks to help.")
+        is None
+    )
+    assert answer_kind_mismatch(asked, "The President of Argentina, Adolfo Rodriguez Saa, spoke.") is None
+    assert answer_kind_mismatch(asked, "Argentina's president Adolfo Rodriguez Saa spoke.") is None
+    bush = "President Bush says a scientist had helped. UTN claims to serve the needy of Argentina."
+    assert "never ties 'President'" in answer_kind_mismatch(asked, bush)
+    assert "names no one new" in answer_kind_mismatch(asked, "The president of Argentina is elected.")
