@@ -39,15 +39,27 @@ class FixedIndex:
         return [[("currency", 0.9), ("capital", 0.8), ("define", 0.7)] for _ in range(len(queries))]
 
 
-def matched(min_asked_coverage: float) -> tuple[set[str], int]:
-    """Templates chosen over 20 seeds (one embedding picks one template per run), and hits dropped."""
+def chosen_over_seeds(
+    docs, bank, index, stat: str, seeds: int = 20, typer=None, **settings
+) -> tuple[set[tuple[str, str]], int]:
+    """(doc_id, template_id) pairs matched over `seeds` runs (one embedding picks one template per run), and
+    the sum of the `stat` hits dropped."""
     chosen, dropped = set(), 0
-    for seed in range(20):
-        settings = MatchingSettings(min_asked_coverage=min_asked_coverage, seed=seed)
-        result = match_documents(DOCS, BANK, OneVectorEncoder(), FixedIndex(), (0.1, "fixed"), "s", settings)
-        chosen |= set(result.value["template_id"])
-        dropped += result.stats["hits_dropped_unanswerable"]
+    for seed in range(seeds):
+        run_settings = MatchingSettings(seed=seed, **settings)
+        result = match_documents(
+            docs, bank, OneVectorEncoder(), index, (0.1, "fixed"), "s", run_settings, typer
+        )
+        chosen |= set(zip(result.value["doc_id"], result.value["template_id"], strict=True))
+        dropped += result.stats[stat]
     return chosen, dropped
+
+
+def matched(min_asked_coverage: float) -> tuple[set[str], int]:
+    chosen, dropped = chosen_over_seeds(
+        DOCS, BANK, FixedIndex(), "hits_dropped_unanswerable", min_asked_coverage=min_asked_coverage
+    )
+    return {template for _, template in chosen}, dropped
 
 
 def test_a_template_asking_what_the_passage_never_mentions_is_not_matched():
@@ -80,13 +92,14 @@ def test_a_template_whose_kind_of_answer_the_passage_lacks_is_not_matched():
             return [[("when", 0.9), ("define", 0.8)] for _ in range(len(queries))]
 
     def run(require: bool) -> tuple[set[tuple[str, str]], int]:
-        chosen, dropped = set(), 0
-        for seed in range(20):
-            settings = MatchingSettings(min_asked_coverage=0.0, require_answer_shape=require, seed=seed)
-            result = match_documents(docs, bank, OneVectorEncoder(), Index(), (0.1, "fixed"), "s", settings)
-            chosen |= set(zip(result.value["doc_id"], result.value["template_id"], strict=True))
-            dropped += result.stats["hits_dropped_no_answer_shape"]
-        return chosen, dropped
+        return chosen_over_seeds(
+            docs,
+            bank,
+            Index(),
+            "hits_dropped_no_answer_shape",
+            min_asked_coverage=0.0,
+            require_answer_shape=require,
+        )
 
     both = {("dated", "when"), ("dated", "define"), ("undated", "when"), ("undated", "define")}
     assert run(False) == (both, 0)
@@ -121,12 +134,9 @@ def test_a_template_the_passage_cannot_answer_about_its_title_is_not_matched():
         def search(self, queries, k):
             return [[("define", 0.9), ("where", 0.8)] for _ in range(len(queries))]
 
-    chosen, dropped = set(), 0
-    for seed in range(20):
-        settings = MatchingSettings(min_asked_coverage=0.0, seed=seed)
-        result = match_documents(docs, bank, OneVectorEncoder(), Index(), (0.1, "fixed"), "s", settings)
-        chosen |= set(zip(result.value["doc_id"], result.value["template_id"], strict=True))
-        dropped += result.stats["hits_dropped_title_unanswered"]
+    chosen, dropped = chosen_over_seeds(
+        docs, bank, Index(), "hits_dropped_title_unanswered", min_asked_coverage=0.0
+    )
     assert chosen == {("lead", "define"), ("lead", "where"), ("untitled", "define"), ("untitled", "where")}
     assert dropped == 20 * 2  # both of the later passage's hits, every seed
 
@@ -165,15 +175,17 @@ def test_a_template_whose_slots_the_passage_subject_cannot_fill_is_not_matched()
             return [[("fruit", 0.9), ("capital", 0.8), ("define", 0.7), ("thing", 0.6)] for _ in queries]
 
     def run(typer) -> tuple[set[str], int]:
-        chosen, dropped = set(), 0
-        for seed in range(30):
-            settings = MatchingSettings(min_asked_coverage=0.0, require_answer_shape=False, seed=seed)
-            result = match_documents(
-                DOCS, bank, OneVectorEncoder(), Index(), (0.1, "fixed"), "s", settings, typer
-            )
-            chosen |= set(result.value["template_id"])
-            dropped += result.stats["hits_dropped_subject_type"]
-        return chosen, dropped
+        chosen, dropped = chosen_over_seeds(
+            DOCS,
+            bank,
+            Index(),
+            "hits_dropped_subject_type",
+            30,
+            typer,
+            min_asked_coverage=0.0,
+            require_answer_shape=False,
+        )
+        return {template for _, template in chosen}, dropped
 
     typer = FixedTyper()
     assert run(typer) == ({"capital", "define", "thing"}, 30)
