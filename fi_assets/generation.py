@@ -99,7 +99,7 @@ def instantiated_pairs(
     )
 
 
-@dg.asset(partitions_def=document_shards, group_name=GROUP, code_version="7", pool=LM_POOL, kinds={"duckdb"})
+@dg.asset(partitions_def=document_shards, group_name=GROUP, code_version="8", pool=LM_POOL, kinds={"duckdb"})
 def judged_pairs(
     context: dg.AssetExecutionContext,
     instantiated_pairs: pd.DataFrame,

@@ -15,7 +15,7 @@ from fi_resources.stages import judging as stage
 GROUP = "judging"
 
 
-@dg.asset(group_name=GROUP, code_version="1", kinds={"duckdb"})
+@dg.asset(group_name=GROUP, code_version="2", kinds={"duckdb"})
 def judge_check_set(
     silver_instantiations: pd.DataFrame, documents: pd.DataFrame, judge_settings: JudgeSettingsResource
 ) -> dg.Output[pd.DataFrame]:
@@ -31,7 +31,7 @@ def judge_check_set(
     return table_output(result)
 
 
-@dg.asset(group_name=GROUP, code_version="5", pool=LM_POOL, kinds={"duckdb"})
+@dg.asset(group_name=GROUP, code_version="6", pool=LM_POOL, kinds={"duckdb"})
 def judge_validation(
     context: dg.AssetExecutionContext,
     judge_check_set: pd.DataFrame,
@@ -50,7 +50,7 @@ def judge_validation(
     return table_output(result)
 
 
-@dg.asset(group_name=GROUP, code_version="5", pool=LM_POOL, kinds={"duckdb"})
+@dg.asset(group_name=GROUP, code_version="6", pool=LM_POOL, kinds={"duckdb"})
 def judge_audit(
     context: dg.AssetExecutionContext, models: ModelsResource, judge_settings: JudgeSettingsResource
 ) -> dg.Output[pd.DataFrame]:

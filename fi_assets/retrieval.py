@@ -134,7 +134,7 @@ def template_index(
     return artifact_output(out, result, {"embedder_version": local_embedder.data_version})
 
 
-@dg.asset(partitions_def=document_shards, group_name=GROUP, code_version="7", pool=LM_POOL, kinds={"duckdb"})
+@dg.asset(partitions_def=document_shards, group_name=GROUP, code_version="8", pool=LM_POOL, kinds={"duckdb"})
 def document_matches(
     context: dg.AssetExecutionContext,
     documents: pd.DataFrame,

@@ -188,7 +188,7 @@ class LikelihoodJudge:
     """The embedded judge: instruction gain (PMI) and fluency under the LM, relevance under the encoder, text
     flags; combined and mapped to 1–5 by logic/rubric.py. Each distinct (context, answer) is scored once."""
 
-    name = "likelihood-judge/v6"
+    name = "likelihood-judge/v7"
     max_answer_words = 64  # longer answers are scored on their start: the signals settle, the cost does not
 
     def __init__(self, lm, encoder, batch_size: int = 16):
@@ -289,7 +289,7 @@ class LikelihoodJudge:
             why = (
                 type_mismatch(value, description, typed, top_k)
                 if description
-                else people_mismatch(value, typed, top_k)
+                else people_mismatch(value, typed)
             )
             out[k] = out[k] or why
         return out

@@ -63,12 +63,12 @@ def check_material(
     pairs_per_source: int,
     seed: int,
 ) -> tuple[list[BasePair], list[tuple[str, str]]]:
-    """Base pairs (up to `pairs_per_source` silver + real Q&A, seeded sample) and off-topic sentences."""
-    rng = random.Random(seed)
+    """Base pairs (up to `pairs_per_source` silver + real Q&A, seeded sample) and off-topic sentences. Each
+    source is drawn with its own generator, so the real Q&A drawn do not change when the silver pool does."""
     base: list[BasePair] = []
-    for pool in (silver_base_pairs(silver, documents), chatterbot_base_pairs(qa_pairs)):
+    for k, pool in enumerate((silver_base_pairs(silver, documents), chatterbot_base_pairs(qa_pairs))):
         pool = [p for p in pool if len(p.answer.split()) >= MIN_ANSWER_WORDS]
-        base += rng.sample(pool, min(pairs_per_source, len(pool)))
+        base += random.Random(seed * 1000 + k).sample(pool, min(pairs_per_source, len(pool)))
     off_topic = [
         (doc_id, text[s:e])
         for doc_id, text in zip(documents["doc_id"], documents["text"], strict=True)

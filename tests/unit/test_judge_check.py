@@ -1,6 +1,7 @@
 import random
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from fi_resources.logic.judge_check import (
@@ -14,6 +15,7 @@ from fi_resources.logic.judge_check import (
     truncate_answer,
     win_stats,
 )
+from fi_resources.stages.judging import check_material
 
 PAIRS = [
     BasePair("a", "silver", "doc1", "What is albedo?", "Albedo is the fraction of sunlight that a surface reflects."),
@@ -80,3 +82,21 @@ def test_pairwise_fit_finds_the_informative_feature():
     assert w[0] > 0.5 and abs(w[1]) < 0.3
     with pytest.raises(ValueError):
         fit_pairwise_weights(np.zeros((0, 2)), np.zeros((0, 2)))
+
+
+def test_the_real_qa_drawn_do_not_depend_on_the_silver_pool():
+    docs = pd.DataFrame(
+        {"doc_id": ["d1"], "text": ["Albedo is the measure of the diffuse reflection of sunlight."]}
+    )
+    target = "Instruction: What is albedo?\nAnswer: <excerpt>Albedo is the<...>of sunlight.</excerpt>"
+    qa = [(f"Question number {k}?", f"This is the answer number {k}, in several words.") for k in range(40)]
+
+    def drawn(n_silver: int) -> list[str]:
+        silver = pd.DataFrame(
+            {"doc_id": ["d1"] * n_silver, "template_id": [f"t{k}" for k in range(n_silver)],
+             "target": [target] * n_silver, "reason": ["ok"] * n_silver}
+        )  # fmt: skip
+        base, _ = check_material(silver, docs, qa, pairs_per_source=4, seed=0)
+        return [p.base_id for p in base if p.source == "chatterbot"]
+
+    assert len(drawn(0)) == 4 and drawn(0) == drawn(1) == drawn(9)

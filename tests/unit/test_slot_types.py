@@ -44,6 +44,10 @@ def test_who_asks_for_people_whatever_the_slot_says():
     assert "not a person" in people_mismatch("Anarchism", idea)
     assert people_mismatch("Aristotle", thinker) is None
     assert people_mismatch("Aristotle", {}) is None  # untyped: nothing to say
+    # A people type third is not enough: the 135M typer ranks "Altruism" concept, theory, politician.
+    altruism = {t: 0.0 for t in TYPE_NOUNS} | {"concept": 5.0, "theory": 4.0, "politician": 3.0}
+    assert "not a person" in people_mismatch("Altruism", altruism)
+    assert not subject_fits(["a person"], "definition", altruism, top_k=3, who=True)
     # A "Who is X?" definition takes only people as its subject; "What is X?" takes anything.
     assert not subject_fits(["a nation"], "definition", idea, who=True)
     assert subject_fits(["a nation"], "definition", thinker, who=True)
