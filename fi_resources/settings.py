@@ -111,9 +111,8 @@ class TemplateBankSettings(StageSettings):
     def fingerprint(self) -> dict:
         prints = super().fingerprint()
         if self.require_faithful_templates:
-            prints.pop(
-                "require_faithful_templates"
-            )  # on, as before it existed; query_templates' version says so
+            # On, as before the setting existed: query_templates' own code version marks the change.
+            prints.pop("require_faithful_templates")
         if not self.released_bank_path:
             # Unset, the import settings shape nothing: code versions stay what they were before they existed.
             for name in ("released_bank_path", "released_bank_limit", "released_question_form"):

@@ -144,8 +144,10 @@ def answer_kind_mismatch(instruction: str, answer: str, opening_chars: int = _OP
         asked = instruction.casefold()
         if not any(n.group(0).casefold() not in asked for n in _NAME.finditer(answer)):
             return f"{kind} question, but the answer names no one new"
-    if kind == "role" and subject and not _role_tied(*subject.split(" of ", 1), answer):
-        return f"role question, but the answer never ties {subject.split(' of ', 1)[0]!r} to its subject"
+    if kind == "role" and subject:
+        role, holder = subject.split(" of ", 1)
+        if not _role_tied(role, holder, answer):
+            return f"role question, but the answer never ties {role!r} to its subject"
     return None
 
 
@@ -154,9 +156,9 @@ def _role_tied(role: str, holder: str, answer: str) -> bool:
     interim President")? The holder is matched by its first word's first five letters, which its adjective
     shares ("Argentina" → "Argentine", "Russia" → "Russian")."""
     r = re.escape(role) + r"s?"
-    head = re.escape(holder.split()[0][:5]) + r"[\w'’]*"
-    holder_text = re.escape(holder.split()[0])
-    tied = rf"\b{r}\s+of\s+(?:the\s+)?{holder_text}|\b{head}\s+(?:[\w-]+\s+){{0,2}}?{r}\b"
+    first = holder.split()[0]
+    head = re.escape(first[:5]) + r"[\w'’]*"
+    tied = rf"\b{r}\s+of\s+(?:the\s+)?{re.escape(first)}|\b{head}\s+(?:[\w-]+\s+){{0,2}}?{r}\b"
     return bool(re.search(tied, answer, re.I))
 
 

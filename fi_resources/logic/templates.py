@@ -159,25 +159,13 @@ _DOUBLED_ARTICLE = re.compile(r"\b(?:a|an|the)\s+(<fi>(?:a|an|the)\s[^<]*</fi>)(
 
 
 # Past participles without "-ed" that follow a subject slot ("Where was <fi>a painting</fi> found?").
-_PARTICIPLES = {
-    "born",
-    "built",
-    "written",
-    "found",
-    "made",
-    "held",
-    "seen",
-    "known",
-    "given",
-    "taken",
-    "done",
-}
+_PARTICIPLES = {"born", "built", "written", "found", "made", "held", "seen", "known", "given", "taken", "done"}  # fmt: skip
 
 
 def drop_doubled_articles(template: Template) -> Template:
     """The template without an article doubled before a slot ("What is a <fi>a computer</fi>?" → "What is
-    <fi>a computer</fi>?") where the slot ends a phrase: punctuation, a function word or a participle follows. Before a
-    content word ("the <fi>a team</fi> team") the slot stands for a modifier; that stays for
+    <fi>a computer</fi>?") where the slot ends a phrase: punctuation, a function word or a participle follows.
+    Before a content word ("the <fi>a team</fi> team") the slot stands for a modifier; that stays for
     `question_form_reason` to reject."""
 
     def fix(m: re.Match[str]) -> str:
