@@ -172,6 +172,22 @@ class InstantiationSettings(StageSettings):
     finish_sentence_chars: int = 300
     # The student's excerpt markers may only copy document text (logic/copy_constraint.py; local backends).
     copy_constrained_excerpts: bool = True
+    # Distillation rounds (paper §3: two). Round 2: the round-1 student instantiates `round2_candidates`
+    # sampled matches, the judge keeps those scoring `keep_score`, and up to `round2_examples` of them,
+    # balanced over answer length, slot count and topic (logic/stratify.py), retrain a fresh copy of the
+    # base LM, with the silver set too when `round2_keep_silver`. 1 = the round-1 student is the instantiator.
+    instantiator_rounds: int = 1
+    round2_candidates: int = 192
+    round2_examples: int = 48
+    round2_keep_silver: bool = True
+
+    def fingerprint(self) -> dict:
+        prints = super().fingerprint()
+        if self.instantiator_rounds == 1:
+            # One round, as before the setting existed: the round-2 settings shape nothing.
+            for name in ("instantiator_rounds", "round2_candidates", "round2_examples", "round2_keep_silver"):
+                prints.pop(name)
+        return prints
 
 
 class JudgeSettings(StageSettings):

@@ -249,6 +249,20 @@ class Warehouse:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def staged_copy(self, asset: str, source: Path) -> Path:
+        """A staging folder for `asset` holding `source`'s files as hard links (a copy where the file system
+        has none): the same model published under another asset without doubling its bytes."""
+        path = self.staging_dir(asset)
+
+        def link(src: str, dst: str) -> None:
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)
+
+        shutil.copytree(source, path, dirs_exist_ok=True, copy_function=link)
+        return path
+
     def publish_artifact(self, asset: str, staging: Path, version: str = "") -> tuple[Path, str]:
         """Move a staged folder to artifacts/<asset>/<content hash>/ (one folder per data version).
         `version`: the folder's `hash_folder`, when the caller already computed it."""

@@ -272,7 +272,8 @@ def _with(name: object, **extra: object) -> str | None:
 # The tables a story reads, in the order of the pipeline; partitioned ones are looked up at the pair's shard.
 STORY_TABLES = ("user_queries", "silver_templates", "genericizer", "query_templates", "documents",
                 "document_descriptions", "local_embedder", "template_index", "document_matches",
-                "silver_instantiations", "instantiator", "instantiated_pairs", "judged_pairs",
+                "silver_instantiations", "round1_instantiator", "round2_instantiations", "instantiator",
+                "instantiated_pairs", "judged_pairs",
                 "training_corpus")  # fmt: skip
 SHARD_TABLES = frozenset({"documents", "document_descriptions", "document_matches", "instantiated_pairs",
                           "judged_pairs"})  # fmt: skip

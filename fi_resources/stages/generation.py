@@ -15,6 +15,8 @@ from fi_resources.logic.pairs import read_pair
 from fi_resources.logic.parsing import format_instantiator_target
 from fi_resources.logic.prompts import PROMPT_VERSION, instantiator_prompt
 from fi_resources.logic.sampling import incompatible_pairs
+from fi_resources.logic.stratify import balanced_sample, stratum
+from fi_resources.logic.templates import TemplateError, parse_template
 from fi_resources.parts import Judge, Progress, TeacherInstantiator, TextGenerator
 from fi_resources.settings import InstantiationSettings, JudgeSettings
 from fi_resources.stages import (
@@ -114,6 +116,97 @@ def instantiator_examples(silver: pd.DataFrame) -> list[tuple[str, str]]:
     """(prompt, target) pairs of the silver instantiations with a target (null targets included)."""
     train = silver[silver["target"].notna()]
     return [(p, " " + t) for p, t in zip(train["prompt"], train["target"], strict=True)]
+
+
+ROUND2_COLUMNS = [*SILVER_COLUMNS, "judge_score", "stratum"]
+
+
+def round2_instantiations(
+    matches: pd.DataFrame,
+    documents: pd.DataFrame,
+    student: TextGenerator,
+    student_name: str,
+    judge: Judge,
+    count_tokens: TokenCount,
+    settings: InstantiationSettings,
+    judge_settings: JudgeSettings,
+    progress: Progress | None = None,
+) -> StageResult[pd.DataFrame]:
+    """The second distillation round's training set (paper §3): the round-1 student instantiates a seeded
+    sample of `round2_candidates` matches, the judge scores the valid pairs, and up to `round2_examples` of
+    those scoring `keep_score` or more are chosen balanced over answer length, `<fi>` count and topic
+    (`logic.stratify`); their targets are the student's own instructions and excerpt markup. Plus
+    ~`incompatible_fraction` deliberately mismatched pairs with target `null`, as in round 1. With
+    `instantiator_rounds` 1, no rows."""
+    if settings.instantiator_rounds not in (1, 2):
+        raise ValueError(f"instantiator_rounds must be 1 or 2, not {settings.instantiator_rounds}")
+    empty = pd.DataFrame(columns=ROUND2_COLUMNS)
+    if settings.instantiator_rounds == 1:
+        return StageResult(empty, {"rows": 0, "round_2": "off (instantiator_rounds = 1)"})
+    if matches.empty:
+        return StageResult(empty, {"rows": 0, "round_2": "no matches to instantiate"})
+    pool = matches.sample(n=min(len(matches), settings.round2_candidates), random_state=settings.seed)
+    pairs = instantiate_pairs(pool, documents, student, student_name, count_tokens, settings, progress).value
+    judged = judge_pairs(pairs, judge, judge_settings, progress).value
+    passed = judged[(judged["judge_score"] >= judge_settings.keep_score).fillna(False).astype(bool)]
+    passed = passed.reset_index(drop=True)
+    strata = [
+        stratum(i, a, _slot_count(t))
+        for i, a, t in zip(passed["instruction"], passed["answer"], passed["template"], strict=True)
+    ]
+    chosen = passed.iloc[balanced_sample(strata, settings.round2_examples, settings.seed)]
+    docs = documents.set_index("doc_id")
+    rows = [
+        _silver_row(
+            m.doc_id, m.template_id, m.template, docs.at[m.doc_id, "text"],
+            format_instantiator_target(m.instruction, m.answer_markup), "ok", False,
+        )
+        | {"judge_score": int(m.judge_score), "stratum": strata[k]}
+        for k, m in zip(chosen.index, chosen.itertuples(), strict=True)
+    ]  # fmt: skip
+    templates = dict(zip(matches["template_id"], matches["template"], strict=False))
+    chosen_pairs = list(zip(chosen["template_id"], chosen["doc_id"], strict=True))
+    for template_id, doc_id in incompatible_pairs(
+        chosen_pairs, settings.incompatible_fraction, settings.seed
+    ):
+        text = docs.at[doc_id, "text"]
+        rows.append(
+            _silver_row(doc_id, template_id, templates[template_id], text, "null", "incompatible", True)
+            | {"judge_score": None, "stratum": "null"}
+        )
+    df = pd.DataFrame(rows, columns=ROUND2_COLUMNS).assign(teacher=student_name)
+    df["judge_score"] = pd.array(df["judge_score"], dtype="Int64")
+    return StageResult(
+        df,
+        {
+            "rows": len(df),
+            "training_examples": len(df),
+            "null_targets": int((df["target"] == "null").sum()),
+            "funnel": Funnel(
+                [
+                    ("candidates", len(pool)),
+                    ("valid pairs", int((pairs["status"] == "ok").sum())),
+                    (f"judge score >= {judge_settings.keep_score}", len(passed)),
+                    ("chosen (balanced)", len(chosen)),
+                ],
+                "round-1 student outputs per step",
+            ),
+            "candidate_outcomes": Counts(dict(Counter(pairs["status"])), total=len(pairs)),
+            "passed_per_stratum": Bars(dict(sorted(Counter(strata).items())), "passing pairs per stratum"),
+            "chosen_per_stratum": Bars(
+                dict(sorted(Counter(df["stratum"]).items())), "chosen examples per stratum"
+            ),
+            **backend_stats(student),
+            "sample": Sample(df[df["target"] != "null"], ["stratum", "judge_score", "target"], width=240),
+        },
+    )
+
+
+def _slot_count(template: str) -> int:
+    try:
+        return parse_template(template).n_slots
+    except TemplateError:
+        return 0
 
 
 def instantiator_new_tokens(settings: InstantiationSettings) -> tuple[str, ...]:

@@ -6,7 +6,7 @@ from fi_resources.settings import SECTIONS
 ISSUE_ASSETS = {
     "user_queries", "silver_templates", "genericizer", "query_templates", "documents", "document_descriptions",
     "embedder_pairs", "retrieval_embedder", "chunk_labels", "local_embedder", "template_index", "retrieval_eval", "document_matches", "silver_instantiations",
-    "instantiator", "instantiated_pairs", "judged_pairs", "training_corpus", "pretrained_checkpoint",
+    "round1_instantiator", "round2_instantiations", "instantiator", "instantiated_pairs", "judged_pairs", "training_corpus", "pretrained_checkpoint",
     "baseline_checkpoint", "pretraining_eval",
 }  # fmt: skip
 
