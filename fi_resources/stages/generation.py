@@ -79,13 +79,8 @@ def silver_instantiations(
             format_instantiator_target(out.instruction, out.answer_markup) if out.reason == "ok" else None
         )
         rows.append(_silver_row(m.doc_id, m.template_id, m.template, text, target, out.reason, False))
-    templates = dict(zip(matches["template_id"], matches["template"], strict=False))
     ok_pairs = [(r["template_id"], r["doc_id"]) for r in rows if r["reason"] == "ok"]
-    for template_id, doc_id in incompatible_pairs(ok_pairs, settings.incompatible_fraction, settings.seed):
-        text = docs.at[doc_id, "text"]
-        rows.append(
-            _silver_row(doc_id, template_id, templates[template_id], text, "null", "incompatible", True)
-        )
+    rows += _null_rows(ok_pairs, matches, docs, settings)
     df = pd.DataFrame(rows, columns=SILVER_COLUMNS).assign(teacher=teacher.name)
     usable = df["target"].notna()
     return StageResult(
@@ -112,6 +107,23 @@ def _silver_row(doc_id, template_id, template, text, target, reason, incompatibl
     }
 
 
+def _null_rows(
+    pairs: Sequence[tuple[str, str]],
+    matches: pd.DataFrame,
+    docs: pd.DataFrame,
+    settings: InstantiationSettings,
+) -> list[dict]:
+    """Training rows with target `null` for ~`incompatible_fraction` deliberately mismatched (template_id,
+    doc_id) pairs drawn from `pairs` (`docs` indexed by doc_id)."""
+    templates = dict(zip(matches["template_id"], matches["template"], strict=False))
+    return [
+        _silver_row(
+            doc_id, template_id, templates[template_id], docs.at[doc_id, "text"], "null", "incompatible", True
+        )
+        for template_id, doc_id in incompatible_pairs(pairs, settings.incompatible_fraction, settings.seed)
+    ]
+
+
 def instantiator_examples(silver: pd.DataFrame) -> list[tuple[str, str]]:
     """(prompt, target) pairs of the silver instantiations with a target (null targets included)."""
     train = silver[silver["target"].notna()]
@@ -124,9 +136,9 @@ ROUND2_COLUMNS = [*SILVER_COLUMNS, "judge_score", "stratum"]
 def round2_instantiations(
     matches: pd.DataFrame,
     documents: pd.DataFrame,
-    student: TextGenerator,
+    student: TextGenerator | None,
     student_name: str,
-    judge: Judge,
+    judge: Judge | None,
     count_tokens: TokenCount,
     settings: InstantiationSettings,
     judge_settings: JudgeSettings,
@@ -137,7 +149,7 @@ def round2_instantiations(
     those scoring `keep_score` or more are chosen balanced over answer length, `<fi>` count and topic
     (`logic.stratify`); their targets are the student's own instructions and excerpt markup. Plus
     ~`incompatible_fraction` deliberately mismatched pairs with target `null`, as in round 1. With
-    `instantiator_rounds` 1, no rows."""
+    `instantiator_rounds` 1, no rows, and `student` and `judge` may be None (the caller need not load them)."""
     if settings.instantiator_rounds not in (1, 2):
         raise ValueError(f"instantiator_rounds must be 1 or 2, not {settings.instantiator_rounds}")
     empty = pd.DataFrame(columns=ROUND2_COLUMNS)
@@ -145,6 +157,8 @@ def round2_instantiations(
         return StageResult(empty, {"rows": 0, "round_2": "off (instantiator_rounds = 1)"})
     if matches.empty:
         return StageResult(empty, {"rows": 0, "round_2": "no matches to instantiate"})
+    if student is None or judge is None:
+        raise ValueError("round 2 needs the round-1 student and a judge")
     pool = matches.sample(n=min(len(matches), settings.round2_candidates), random_state=settings.seed)
     pairs = instantiate_pairs(pool, documents, student, student_name, count_tokens, settings, progress).value
     judged = judge_pairs(pairs, judge, judge_settings, progress).value
@@ -164,16 +178,11 @@ def round2_instantiations(
         | {"judge_score": int(m.judge_score), "stratum": strata[k]}
         for k, m in zip(chosen.index, chosen.itertuples(), strict=True)
     ]  # fmt: skip
-    templates = dict(zip(matches["template_id"], matches["template"], strict=False))
     chosen_pairs = list(zip(chosen["template_id"], chosen["doc_id"], strict=True))
-    for template_id, doc_id in incompatible_pairs(
-        chosen_pairs, settings.incompatible_fraction, settings.seed
-    ):
-        text = docs.at[doc_id, "text"]
-        rows.append(
-            _silver_row(doc_id, template_id, templates[template_id], text, "null", "incompatible", True)
-            | {"judge_score": None, "stratum": "null"}
-        )
+    rows += [
+        r | {"judge_score": None, "stratum": "null"}
+        for r in _null_rows(chosen_pairs, matches, docs, settings)
+    ]
     df = pd.DataFrame(rows, columns=ROUND2_COLUMNS).assign(teacher=student_name)
     df["judge_score"] = pd.array(df["judge_score"], dtype="Int64")
     return StageResult(
