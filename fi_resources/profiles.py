@@ -90,6 +90,16 @@ PROFILES: dict[str, Profile] = {
         served_roles=frozenset({"teacher", "judge"}),
         served_models={"teacher": "meta-llama/Llama-3.3-70B-Instruct", "judge": "flowaicom/Flow-Judge-v0.1"},
         teachers=dict.fromkeys(TEACHER_JOBS, "llm"),  # the paper's method: a prompted LLM for every job
+        # The paper's sizes (paper.md §1-§3), for GPU hosts; a FI_SETTINGS file scales any of them down.
+        settings=dict(
+            silver_templates=50_000,  # ~50K silver genericizations for the 1B genericizer
+            silver_instantiations=100_000,  # round 1: ~100K silver instantiations
+            instantiator_rounds=2,
+            round2_candidates=300_000,  # "a large candidate pool": its size is not stated
+            round2_examples=100_000,  # round 2: ~100K judge-filtered, balanced examples
+            match_threshold=0.865,  # the paper's cosine for its fine-tuned BGE-M3
+            student_precision="bf16",
+        ),
     ),
 }
 

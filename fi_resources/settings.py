@@ -89,6 +89,18 @@ class StudentSettings(StageSettings):
     student_train_top_layers: float = 1.0
     # > 0: train LoRA adapters of this rank (peft), merged into the weights before saving; 0 = full fine-tune.
     student_lora_rank: int = 0
+    # "bf16": bf16 autocast over fp32 master weights (accelerate), for GPU students; "fp32" as always.
+    student_precision: Literal["fp32", "bf16"] = "fp32"
+    # "auto" trains on a GPU when torch sees one, else the CPU; the model is then used on the CPU.
+    student_device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def fingerprint(self) -> dict:
+        prints = super().fingerprint()
+        # At their defaults these reproduce the fp32 CPU training they were added beside: code versions stay.
+        for name, default in (("student_precision", "fp32"), ("student_device", "auto")):
+            if prints[name] == default:
+                prints.pop(name)
+        return prints
 
 
 class TemplateBankSettings(StageSettings):

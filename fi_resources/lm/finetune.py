@@ -1,4 +1,5 @@
-"""Supervised fine-tuning of a causal LM on (prompt, target) pairs: full, top layers only, or LoRA adapters."""
+"""Supervised fine-tuning of a causal LM on (prompt, target) pairs: full, top layers only, or LoRA adapters,
+in fp32 or bf16 mixed precision on the CPU or one GPU (accelerate)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+
+PRECISIONS = ("fp32", "bf16")
+DEVICES = ("auto", "cpu", "cuda")
 
 
 def finetune(
@@ -24,6 +28,8 @@ def finetune(
     train_top_layers: float = 1.0,
     progress: Callable[[str], None] | None = None,
     lora_rank: int = 0,
+    precision: str = "fp32",
+    device: str = "auto",
 ) -> tuple[torch.nn.Module, dict]:
     """Supervised fine-tuning on (prompt, target) pairs; loss on target tokens only. Saves to out_dir and
     returns the trained model (after LoRA, the merged one: use it in place of `model`) and a report.
@@ -33,6 +39,8 @@ def finetune(
     `lora_rank` > 0 trains LoRA adapters of that rank (peft) on every attention and MLP projection of
     those layers instead of the weights themselves; the adapters are merged into the weights before
     saving, so the saved folder loads like any full fine-tune.
+    `precision` "bf16" trains in bf16 autocast over fp32 master weights; `device` "auto" takes a GPU when
+    there is one. The trained model comes back on the CPU in fp32, where the in-process decoders run.
     """
     if lora_rank < 0:
         raise ValueError(f"lora_rank must be >= 0, not {lora_rank}")
@@ -54,9 +62,11 @@ def finetune(
         peft, trainable = _add_lora(model, lora_rank, train_top_layers)
     else:
         trainable = _unfreeze_top(model, train_top_layers)
+    accelerator = _accelerator(precision, device)
     opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)
     steps_total = epochs * math.ceil(len(rows) / batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.1, 1 - s / max(1, steps_total)))
+    model, opt, sched = accelerator.prepare(model, opt, sched)
     losses, tokens, start, step = [], 0, time.perf_counter(), 0
     for _ in range(epochs):
         # Similar lengths in a batch waste less compute on padding; batch order is still shuffled.
@@ -74,9 +84,11 @@ def finetune(
                     torch.tensor(y),
                     1,
                 )
-            loss = _target_loss(model, ids, mask, lab)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+            ids, mask, lab = (t.to(accelerator.device) for t in (ids, mask, lab))
+            with accelerator.autocast():
+                loss = _target_loss(model, ids, mask, lab)
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(trainable, 1.0)
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
@@ -87,6 +99,9 @@ def finetune(
                 rate = tokens / (time.perf_counter() - start)
                 progress(f"step {step}/{steps_total} loss {losses[-1]:.3f} ({rate:.0f} tok/s)")
     trained_parameters = sum(p.numel() for p in trainable)
+    trained_on = str(accelerator.device)
+    model = accelerator.unwrap_model(model).to("cpu", dtype=torch.float32)
+    accelerator.free_memory()
     if peft is not None:
         # Fold B·A·alpha/r into each projection and drop the adapter modules.
         model = peft.merge_and_unload()
@@ -108,7 +123,29 @@ def finetune(
         "train_tokens_per_s": round(tokens / seconds, 1) if seconds else 0.0,
         "trained_parameters": trained_parameters,
         "lora_rank": lora_rank,
+        "precision": precision,
+        "device": trained_on,
     }
+
+
+def _accelerator(precision: str, device: str):
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, not {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for, but torch sees no GPU (use 'auto' or 'cpu')")
+    # accelerate keeps one process-wide state and refuses a second Accelerator with other flags; a student
+    # is trained start to end here, so the next one may choose its own precision and device.
+    AcceleratorState._reset_state(reset_partial_state=True)
+    accelerator = Accelerator(mixed_precision="bf16" if precision == "bf16" else "no", cpu=device == "cpu")
+    if accelerator.num_processes > 1:
+        # _target_loss calls the decoder inside the model, past a DDP wrapper's gradient sync.
+        raise ValueError("student fine-tuning runs in one process (one GPU or the CPU), not under a launcher")
+    return accelerator
 
 
 def _add_lora(model, rank: int, share: float) -> tuple[torch.nn.Module, list[torch.nn.Parameter]]:

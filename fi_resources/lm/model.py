@@ -219,6 +219,8 @@ class CausalLM:
         train_top_layers: float = 1.0,
         progress: Callable[[str], None] | None = None,
         lora_rank: int = 0,
+        precision: str = "fp32",
+        device: str = "auto",
     ) -> dict:
         """Supervised fine-tuning on (prompt, target) pairs (`finetune.finetune`); saves to out_dir and
         returns its report. After LoRA the model held here is the merged one."""
@@ -235,5 +237,7 @@ class CausalLM:
             train_top_layers=train_top_layers,
             progress=progress,
             lora_rank=lora_rank,
+            precision=precision,
+            device=device,
         )
         return report

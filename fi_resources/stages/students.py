@@ -32,6 +32,8 @@ def train_student(
         batch_size=batch_size,
         train_top_layers=settings.student_train_top_layers,
         lora_rank=settings.student_lora_rank,
+        precision=settings.student_precision,
+        device=settings.student_device,
         seed=settings.seed,
         progress=log,
     )

@@ -67,3 +67,25 @@ def test_profiles_choose_parts_without_branches_in_code():
         embedded.teacher_for("translate")
     with pytest.raises(ValueError, match="unknown profile 'huge'"):
         get_profile("huge")
+
+
+def test_paper_profile_is_sized_like_the_paper_and_files_scale_it_down(tmp_path, monkeypatch):
+    from fi_assets.definitions import build_resources
+
+    monkeypatch.delenv("FI_SETTINGS", raising=False)
+    paper = build_resources("paper", home=str(tmp_path))
+    assert paper["instantiation_settings"].instantiator_rounds == 2
+    assert paper["instantiation_settings"].silver_instantiations == 100_000
+    assert paper["instantiation_settings"].round2_examples == 100_000
+    assert paper["template_bank_settings"].silver_templates == 50_000
+    assert paper["student_settings"].student_precision == "bf16"
+    assert build_resources("embedded", home=str(tmp_path))["instantiation_settings"].instantiator_rounds == 1
+    path = tmp_path / "small.yaml"
+    path.write_text("silver_instantiations: 500\ninstantiator_rounds: 1\n")
+    monkeypatch.setenv("FI_SETTINGS", str(path))
+    small = build_resources("paper", home=str(tmp_path))["instantiation_settings"]
+    assert (small.silver_instantiations, small.instantiator_rounds, small.round2_examples) == (
+        500,
+        1,
+        100_000,
+    )
