@@ -97,8 +97,8 @@ class StudentSettings(StageSettings):
     def fingerprint(self) -> dict:
         prints = super().fingerprint()
         # At their defaults these reproduce the fp32 CPU training they were added beside: code versions stay.
-        for name, default in (("student_precision", "fp32"), ("student_device", "auto")):
-            if prints[name] == default:
+        for name in ("student_precision", "student_device"):
+            if prints[name] == type(self).model_fields[name].default:
                 prints.pop(name)
         return prints
 

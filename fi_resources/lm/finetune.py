@@ -46,6 +46,8 @@ def finetune(
         raise ValueError(f"lora_rank must be >= 0, not {lora_rank}")
     if not 0.0 < train_top_layers <= 1.0:
         raise ValueError(f"train_top_layers must be in (0, 1], not {train_top_layers}")
+    # Before the model is touched (LoRA adapters, frozen layers): a refused choice leaves it as it was.
+    accelerator = _accelerator(precision, device)
     tok = tokenizer
     rows = []
     for prompt, target in examples:
@@ -62,7 +64,6 @@ def finetune(
         peft, trainable = _add_lora(model, lora_rank, train_top_layers)
     else:
         trainable = _unfreeze_top(model, train_top_layers)
-    accelerator = _accelerator(precision, device)
     opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)
     steps_total = epochs * math.ceil(len(rows) / batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.1, 1 - s / max(1, steps_total)))

@@ -61,9 +61,13 @@ def test_precisions_alternate_in_one_process(base, tmp_path) -> None:
     ],
 )
 def test_bad_choices_are_refused(base, tmp_path, kwargs, message) -> None:
+    lm = CausalLM(base)
     with pytest.raises(ValueError, match=message):
-        CausalLM(base).finetune(EXAMPLES[:2], tmp_path / "out", **kwargs)
+        lm.finetune(EXAMPLES[:2], tmp_path / "out", lora_rank=2, **kwargs)
     assert not (tmp_path / "out").exists()
+    # Refused before the model was touched: no adapters injected, nothing frozen.
+    assert not any("lora" in name for name, _ in lm.model.named_parameters())
+    assert all(p.requires_grad for p in lm.model.parameters())
 
 
 def test_defaults_keep_the_students_code_version() -> None:
